@@ -1,0 +1,189 @@
+"""The port to persistent storage: sessions, messages, settings per scope, an audit log.
+
+``SqliteStore`` (in :mod:`bot.sqlite_store`) is the embedded default; a server database can
+replace it by implementing :class:`Store`. Every method raises :class:`bot.errors.StoreError`
+when the database fails (locked, disk full), never a driver exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bot.turn import SessionKey
+from bot.types import Outcome, Role
+
+
+class MessageStatus(StrEnum):
+    """A stored message's state: an :class:`Outcome`, or still streaming (crash leftovers)."""
+
+    COMPLETE = "complete"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+    STREAMING = "streaming"
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> MessageStatus:
+        return cls(outcome.value)
+
+
+class ScopeKind(StrEnum):
+    """Where a setting applies, from widest to narrowest (after the configured defaults)."""
+
+    SERVER = "server"
+    ROOM = "room"
+    THREAD = "thread"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A place settings can be attached to, e.g. (discord, room, "1234")."""
+
+    platform: str
+    kind: ScopeKind
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.kind.value}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message as stored. ``status`` is the outcome for assistant messages."""
+
+    id: int
+    session_id: int
+    role: Role
+    content: str
+    author_id: str | None
+    author_name: str | None
+    prompt_tokens: int
+    eval_tokens: int
+    created_at: datetime
+    status: MessageStatus
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append. ``status`` defaults to complete."""
+
+    role: Role
+    content: str
+    author_id: str | None = None
+    author_name: str | None = None
+    prompt_tokens: int = 0
+    eval_tokens: int = 0
+    status: MessageStatus = MessageStatus.COMPLETE
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One settings change (or refused attempt) by someone."""
+
+    id: int
+    scope: Scope
+    key: str
+    old_value: Any
+    new_value: Any
+    actor_id: str
+    actor_name: str
+    allowed: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    """Counters for one room/channel across all of its sessions."""
+
+    messages: int
+    prompt_tokens: int
+    eval_tokens: int
+    mean_tokens_per_second: float | None
+
+
+class Store(Protocol):
+    """Persistent state of the bot. Implementations must be safe for concurrent callers."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def session_id(self, key: SessionKey) -> int:
+        """The id of the current session at ``key``, creating it when there is none."""
+        ...
+
+    async def reset_session(self, key: SessionKey) -> int:
+        """Start a fresh session at ``key`` (old history kept but no longer used); its id."""
+        ...
+
+    async def append(self, session_id: int, message: NewMessage) -> int:
+        """Store a message; returns its id."""
+        ...
+
+    async def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str,
+        status: MessageStatus,
+        eval_tokens: int = 0,
+        prompt_tokens: int = 0,
+        duration: float | None = None,
+    ) -> None:
+        """Set the final text and outcome of a message stored while it was streaming."""
+        ...
+
+    async def recent_messages(self, session_id: int, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages of a session, oldest first."""
+        ...
+
+    async def context_messages(self, session_id: int, char_budget: int) -> list[StoredMessage]:
+        """The newest messages whose content fits in ``char_budget`` characters, oldest first.
+
+        Only complete, stopped and interrupted replies and user messages are returned (errors
+        are not context).
+        """
+        ...
+
+    async def mark_interrupted(self) -> int:
+        """Mark every message still streaming (left by a crash) interrupted; how many."""
+        ...
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Record that a platform event is being answered; ``False`` if it was already."""
+        ...
+
+    async def get_settings(self, scope: Scope) -> dict[str, Any]: ...
+
+    async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:
+        """Set (or, with ``None``, clear) one setting; returns the old value."""
+        ...
+
+    async def audit(
+        self,
+        scope: Scope,
+        key: str,
+        old_value: Any,
+        new_value: Any,
+        *,
+        actor_id: str,
+        actor_name: str,
+        allowed: bool,
+    ) -> None: ...
+
+    async def audit_log(self, scope: Scope | None = None, limit: int = 50) -> list[AuditEntry]: ...
+
+    async def channel_stats(self, platform: str, room: str) -> ChannelStats: ...
+
+    async def get_state(self, key: str) -> str | None:
+        """Adapter state that must survive restarts (sync tokens, command hashes)."""
+        ...
+
+    async def set_state(self, key: str, value: str) -> None: ...

@@ -1,0 +1,68 @@
+"""What an adapter hands the engine: who said what, where. Platform-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """Identifies one conversation: (platform, room or channel id, thread id or none)."""
+
+    platform: str
+    room: str
+    thread: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.room}:{self.thread or '-'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """The person behind a turn or a command. The adapter decides ``is_moderator``."""
+
+    id: str
+    name: str
+    is_moderator: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that came with a message. ``data`` is the raw bytes, already size-capped."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    @property
+    def is_text(self) -> bool:
+        return self.content_type.startswith("text/") or self.content_type in {
+            "application/json",
+            "application/xml",
+            "application/x-yaml",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One user message addressed to the bot.
+
+    Attributes:
+        key: The conversation it belongs to.
+        author: Who wrote it.
+        text: What they wrote, with the bot's mention removed.
+        server: The Discord guild or Matrix space, for the settings cascade; ``None`` in DMs.
+        attachments: Files that came with it.
+        event_id: The platform's id of the message, so the same event is never answered twice.
+    """
+
+    key: SessionKey
+    author: Author
+    text: str
+    server: str | None = None
+    attachments: tuple[Attachment, ...] = field(default=())
+    event_id: str | None = None
