@@ -1,0 +1,1 @@
+"""Platform adapters: each translates one chat platform to the engine."""

@@ -1,0 +1,1 @@
+"""ollabot: the platform-free conversation engine."""

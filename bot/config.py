@@ -1,0 +1,189 @@
+"""The bot's configuration: one typed, frozen model, read once at the edge (the command line).
+
+Non-secret settings come from ``config/bot.toml``; secrets and hosts come from the environment
+(``DISCORD_TOKEN``, ``MATRIX_ACCESS_TOKEN``, ``MATRIX_PASSWORD``, ``OLLAMA_HOST``) through
+pydantic-settings. No other module reads the environment. A bad file or value raises
+:class:`bot.errors.ConfigError` naming the key and what is wrong; secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+from bot.types import ChatMode
+
+DEFAULT_CONFIG_PATH = Path("config/bot.toml")
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OllamaConfig(_Frozen):
+    """Where Ollama is and how long to wait for it (seconds)."""
+
+    host: str = DEFAULT_OLLAMA_HOST
+    connect_timeout: float = Field(default=5.0, gt=0)
+    first_token_timeout: float = Field(default=120.0, gt=0)
+    between_tokens_timeout: float = Field(default=60.0, gt=0)
+    total_timeout: float = Field(default=600.0, gt=0)
+    retry_attempts: int = Field(default=3, ge=1, le=10)
+    retry_initial_backoff: float = Field(default=0.5, gt=0)
+    retry_max_backoff: float = Field(default=8.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        if "://" not in value:
+            value = f"http://{value}"
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class DefaultsConfig(_Frozen):
+    """The bottom of the settings cascade: what a channel gets before a moderator changes it."""
+
+    model: str = "llama3.2"
+    mode: ChatMode = ChatMode.BALANCED
+    system_prompt: str = "You are a helpful assistant in a group chat. Be concise."
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    num_predict: int | None = None
+    think: bool = False
+    show_thinking: bool = False
+    tools: bool = True
+
+
+class LimitsConfig(_Frozen):
+    """How much the bot takes on at once."""
+
+    max_concurrent_generations: int = Field(default=4, ge=1, le=64)
+    user_messages_per_minute: float = Field(default=10.0, gt=0)
+    max_queue_per_session: int = Field(default=5, ge=1)
+    max_input_chars: int = Field(default=4096, ge=1)
+    max_attachment_chars: int = Field(default=20_000, ge=0)
+    reply_reserve_tokens: int = Field(default=1024, ge=0)
+
+
+class StorageConfig(_Frozen):
+    """Where the SQLite database lives."""
+
+    path: Path = Path("ollabot.db")
+
+
+class LoggingConfig(_Frozen):
+    """Logging: JSON lines to stderr by default; message bodies only when opted in."""
+
+    level: str = "INFO"
+    json_format: bool = True
+    log_bodies: bool = False
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class Secrets(BaseSettings):
+    """Secrets and hosts from the environment. Never printed (``SecretStr``)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    matrix_access_token: SecretStr | None = Field(
+        default=None, validation_alias="MATRIX_ACCESS_TOKEN"
+    )
+    matrix_password: SecretStr | None = Field(default=None, validation_alias="MATRIX_PASSWORD")
+    ollama_host: str | None = Field(default=None, validation_alias="OLLAMA_HOST")
+
+    def values(self) -> list[str]:
+        """Every secret value that is set, for log redaction."""
+        found = [self.discord_token, self.matrix_access_token, self.matrix_password]
+        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+class BotConfig(_Frozen):
+    """The whole configuration.
+
+    ``discord`` and ``matrix`` stay raw tables here: the engine does not know the adapters'
+    settings; the command line validates each table with its adapter's own model.
+    """
+
+    ollama: OllamaConfig = OllamaConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
+    discord: dict[str, Any] | None = None
+    matrix: dict[str, Any] | None = None
+    secrets: Secrets = Field(default_factory=lambda: Secrets.model_validate({}), exclude=True)
+
+
+def describe_validation_error(error: ValidationError, *, prefix: str = "", source: str) -> str:
+    """One line naming the first bad key and what is wrong with it (never the value)."""
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if prefix:
+        key = f"{prefix}.{key}"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against config/bot.example.toml)"
+    more = len(error.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {key}: {msg}{tail}"
+
+
+def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> BotConfig:
+    """Read the TOML file (optional: defaults when it is missing) and the environment.
+
+    Args:
+        path: The TOML file; ``config/bot.toml`` when ``None``. A missing default file is fine;
+            a missing file named explicitly is an error.
+        env: The environment to read secrets from; ``os.environ`` when ``None``.
+
+    Raises:
+        ConfigError: naming the key and the problem.
+    """
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    elif explicit:
+        raise ConfigError(f"{path}: no such file")
+
+    try:
+        secrets = Secrets() if env is None else Secrets.model_validate(dict(env))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source="environment")) from exc
+
+    if secrets.ollama_host:
+        data.setdefault("ollama", {})
+        if isinstance(data["ollama"], dict):
+            data["ollama"] = {**data["ollama"], "host": secrets.ollama_host}
+    try:
+        config = BotConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source=str(path))) from exc
+    return config.model_copy(update={"secrets": secrets})
