@@ -1,0 +1,142 @@
+"""Who may generate now: one generation per session, a global cap, a per-user rate limit.
+
+Turns of one session run one at a time in arrival order; a waiting user is told their place.
+At most ``max_concurrent`` generations run at once across all sessions (Ollama's own
+parallelism). A user past the rate limit, or a session whose queue is full, gets a clear
+:class:`bot.errors.Busy`; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+
+from bot.errors import Busy
+from bot.turn import SessionKey
+
+Notify = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class _SessionSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    running: asyncio.Task[object] | None = None
+    stop_requested: bool = False
+
+
+@dataclass
+class Ticket:
+    """Held while a turn generates. ``stop_requested`` turns true when someone stops it."""
+
+    key: SessionKey
+    slot: _SessionSlot
+    queue_wait: float = 0.0
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.slot.stop_requested
+
+    def run(self, coro: Awaitable[object]) -> asyncio.Task[object]:
+        """Run the generation as a task that ``SessionManager.stop`` can cancel."""
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self.slot.running = task
+        return task
+
+
+class SessionManager:
+    """Queues, caps and rate-limits generations."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int = 4,
+        user_messages_per_minute: float = 10.0,
+        max_queue_per_session: int = 5,
+    ) -> None:
+        self._slots: dict[SessionKey, _SessionSlot] = {}
+        self._global = asyncio.Semaphore(max_concurrent)
+        self._rate = user_messages_per_minute
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._max_queue = max_queue_per_session
+        self._waiting_global = 0
+
+    def _slot(self, key: SessionKey) -> _SessionSlot:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _SessionSlot()
+        return slot
+
+    async def check_rate(self, user_id: str) -> None:
+        """Take one message from the user's budget, or raise :class:`Busy`."""
+        limiter = self._limiters.get(user_id)
+        if limiter is None:
+            # A bucket of a minute's messages that refills continuously.
+            limiter = self._limiters[user_id] = AsyncLimiter(max(1.0, self._rate), 60.0)
+        if not limiter.has_capacity():
+            wait = 60.0 / self._rate
+            raise Busy(
+                f"You are sending messages faster than {self._rate:g} a minute. "
+                f"Try again in {wait:.0f} s.",
+                retry_after=wait,
+            )
+        await limiter.acquire()  # has capacity, so this returns at once
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: SessionKey, notify: Notify | None = None) -> AsyncIterator[Ticket]:
+        """Wait for this session's turn and a global slot; tell the user their place."""
+        slot = self._slot(key)
+        if slot.waiting >= self._max_queue:
+            raise Busy(
+                f"{slot.waiting} messages are already waiting in this conversation. "
+                "Try again when the bot has answered them."
+            )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        place = slot.waiting + (1 if slot.lock.locked() else 0)
+        slot.waiting += 1
+        try:
+            if place and notify is not None:
+                await notify(
+                    f"You are number {place} in the queue; the bot answers one message "
+                    "at a time here."
+                )
+            await slot.lock.acquire()
+        finally:
+            slot.waiting -= 1
+        try:
+            if self._global.locked() and notify is not None and not place:
+                await notify("The bot is busy with other conversations; your reply starts soon.")
+            async with self._global:
+                slot.stop_requested = False
+                ticket = Ticket(key, slot, queue_wait=loop.time() - started)
+                try:
+                    yield ticket
+                finally:
+                    slot.running = None
+                    slot.stop_requested = False
+        finally:
+            slot.lock.release()
+            if not slot.lock.locked() and not slot.waiting:
+                self._slots.pop(key, None)
+
+    def stop(self, key: SessionKey) -> bool:
+        """Cancel the session's running generation; ``False`` when nothing is running."""
+        slot = self._slots.get(key)
+        if slot is None or slot.running is None or slot.running.done():
+            return False
+        slot.stop_requested = True
+        slot.running.cancel()
+        return True
+
+    def running(self) -> list[asyncio.Task[object]]:
+        """Generations running now (for a graceful shutdown)."""
+        return [s.running for s in self._slots.values() if s.running and not s.running.done()]
+
+    def queue_length(self, key: SessionKey) -> int:
+        slot = self._slots.get(key)
+        return 0 if slot is None else slot.waiting

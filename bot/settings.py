@@ -1,0 +1,214 @@
+"""Per-place settings and their cascade: configured defaults, then server, room, thread.
+
+Moderators set values at a scope; the effective value for a conversation is the narrowest one
+that is set. Values are validated here, so a bad value is refused before it is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot.config import DefaultsConfig
+from bot.errors import InputRejected
+from bot.store import Scope, ScopeKind, Store
+from bot.turn import SessionKey
+from bot.types import ChatMode, ModelConfig
+
+
+class SettingKey(StrEnum):
+    """The settings a moderator can change."""
+
+    MODEL = "model"
+    MODE = "mode"
+    SYSTEM_PROMPT = "system_prompt"
+    TEMPERATURE = "temperature"
+    TOP_P = "top_p"
+    SEED = "seed"
+    NUM_PREDICT = "num_predict"
+    THINK = "think"
+    SHOW_THINKING = "show_thinking"
+
+
+MAX_SYSTEM_PROMPT_CHARS = 4000
+
+
+def _model_name(value: Any) -> str:
+    name = str(value).strip()
+    if not name or len(name) > 200 or any(c.isspace() for c in name):
+        raise InputRejected("A model name is one word, like `llama3.2` or `qwen3:8b`.")
+    return name
+
+
+def _mode(value: Any) -> str:
+    try:
+        return ChatMode(str(value).strip().lower()).value
+    except ValueError:
+        names = ", ".join(m.value for m in ChatMode)
+        raise InputRejected(f"Unknown mode '{value}'. Modes: {names}.") from None
+
+
+def _system_prompt(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise InputRejected("The system prompt must not be empty (use `system clear` instead).")
+    if len(text) > MAX_SYSTEM_PROMPT_CHARS:
+        raise InputRejected(
+            f"The system prompt is {len(text):,} characters; "
+            f"the limit is {MAX_SYSTEM_PROMPT_CHARS:,}."
+        )
+    return text
+
+
+def _bounded_float(name: str, low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.") from None
+        if not low <= number <= high:
+            raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.")
+        return number
+
+    return parse
+
+
+def _int(name: str, low: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise InputRejected(f"{name} must be a whole number.") from None
+        if number < low:
+            raise InputRejected(f"{name} must be at least {low}.")
+        return number
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"on", "true", "yes", "1"}:
+        return True
+    if text in {"off", "false", "no", "0"}:
+        return False
+    raise InputRejected("Say `on` or `off`.")
+
+
+PARSERS: dict[SettingKey, Callable[[Any], Any]] = {
+    SettingKey.MODEL: _model_name,
+    SettingKey.MODE: _mode,
+    SettingKey.SYSTEM_PROMPT: _system_prompt,
+    SettingKey.TEMPERATURE: _bounded_float("temperature", 0.0, 2.0),
+    SettingKey.TOP_P: _bounded_float("top_p", 0.01, 1.0),
+    SettingKey.SEED: _int("seed", 0),
+    SettingKey.NUM_PREDICT: _int("num_predict", 1),
+    SettingKey.THINK: _bool,
+    SettingKey.SHOW_THINKING: _bool,
+}
+
+
+def parse_value(key: SettingKey, value: Any) -> Any:
+    """Validate and normalise a value for ``key``; ``None`` means "clear"."""
+    return None if value is None else PARSERS[key](value)
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveSettings:
+    """The settings in force for one conversation, and where each value comes from."""
+
+    model: str
+    mode: ChatMode
+    system_prompt: str
+    temperature: float | None
+    top_p: float | None
+    seed: int | None
+    num_predict: int | None
+    think: bool
+    show_thinking: bool
+    sources: Mapping[SettingKey, str] = field(default_factory=dict)
+
+    def model_config(self, context_length: int | None = None) -> ModelConfig:
+        return ModelConfig(
+            name=self.model,
+            context_length=context_length,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            num_predict=self.num_predict,
+            think=self.think,
+        )
+
+    def value(self, key: SettingKey) -> Any:
+        value = getattr(self, key.value)
+        return value.value if isinstance(value, ChatMode) else value
+
+
+def scopes_for(key: SessionKey, server: str | None) -> list[Scope]:
+    """The scopes of a conversation, widest first."""
+    scopes: list[Scope] = []
+    if server:
+        scopes.append(Scope(key.platform, ScopeKind.SERVER, server))
+    scopes.append(Scope(key.platform, ScopeKind.ROOM, key.room))
+    if key.thread:
+        scopes.append(Scope(key.platform, ScopeKind.THREAD, f"{key.room}/{key.thread}"))
+    return scopes
+
+
+def target_scope(key: SessionKey, server: str | None, kind: ScopeKind | None) -> Scope:
+    """Where a settings command applies: the named kind, else the thread or the room."""
+    if kind is None:
+        kind = ScopeKind.THREAD if key.thread else ScopeKind.ROOM
+    for scope in scopes_for(key, server):
+        if scope.kind is kind:
+            return scope
+    where = {ScopeKind.SERVER: "a server", ScopeKind.THREAD: "a thread"}.get(kind, "a room")
+    raise InputRejected(f"This conversation is not in {where}.")
+
+
+class SettingsResolver:
+    """Computes effective settings from the configured defaults and the stored scopes."""
+
+    def __init__(self, store: Store, defaults: DefaultsConfig) -> None:
+        self._store = store
+        self._defaults = defaults
+
+    async def effective(self, key: SessionKey, server: str | None) -> EffectiveSettings:
+        values: dict[SettingKey, Any] = {
+            SettingKey.MODEL: self._defaults.model,
+            SettingKey.MODE: self._defaults.mode.value,
+            SettingKey.SYSTEM_PROMPT: self._defaults.system_prompt,
+            SettingKey.TEMPERATURE: self._defaults.temperature,
+            SettingKey.TOP_P: self._defaults.top_p,
+            SettingKey.SEED: self._defaults.seed,
+            SettingKey.NUM_PREDICT: self._defaults.num_predict,
+            SettingKey.THINK: self._defaults.think,
+            SettingKey.SHOW_THINKING: self._defaults.show_thinking,
+        }
+        sources = dict.fromkeys(values, "default")
+        for scope in scopes_for(key, server):
+            stored = await self._store.get_settings(scope)
+            for name, value in stored.items():
+                try:
+                    setting = SettingKey(name)
+                except ValueError:
+                    continue  # a key from a newer version: ignore rather than fail a chat
+                if value is not None:
+                    values[setting] = value
+                    sources[setting] = scope.kind.value
+        return EffectiveSettings(
+            model=values[SettingKey.MODEL],
+            mode=ChatMode(values[SettingKey.MODE]),
+            system_prompt=values[SettingKey.SYSTEM_PROMPT],
+            temperature=values[SettingKey.TEMPERATURE],
+            top_p=values[SettingKey.TOP_P],
+            seed=values[SettingKey.SEED],
+            num_predict=values[SettingKey.NUM_PREDICT],
+            think=bool(values[SettingKey.THINK]),
+            show_thinking=bool(values[SettingKey.SHOW_THINKING]),
+            sources=sources,
+        )
