@@ -1,0 +1,362 @@
+"""Platform-free commands: what a user can ask the bot to do besides chatting.
+
+Adapters turn their own syntax (Discord slash commands, a Matrix ``!ollabot`` prefix, a terminal
+``/``) into one of the :data:`Command` values; :meth:`bot.engine.Engine.execute` runs it and
+returns a typed :class:`CommandResult` that the adapter renders its own way (every result also
+renders itself as Markdown).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from bot.errors import InputRejected
+from bot.prompts import ChainResult
+from bot.store import ChannelStats, ScopeKind
+from bot.turn import Author, SessionKey
+from bot.types import ModelInfo, PullProgress
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Where a command was issued and by whom."""
+
+    key: SessionKey
+    server: str | None
+    author: Author
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelShow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSet:
+    name: str
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelList:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPull:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeShow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSet:
+    mode: str
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemShow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSet:
+    text: str
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemClear:
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkSet:
+    on: bool
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cot:
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsShow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+Command = (
+    ModelShow
+    | ModelSet
+    | ModelList
+    | ModelPull
+    | ModeShow
+    | ModeSet
+    | SystemShow
+    | SystemSet
+    | SystemClear
+    | ThinkSet
+    | Cot
+    | SettingsShow
+    | Stats
+    | Reset
+    | Stop
+    | Help
+)
+
+HELP_LINES: tuple[tuple[str, str], ...] = (
+    ("ask <prompt>", "answer once, here"),
+    ("chat <prompt>", "start a new conversation"),
+    ("model show | set <name> | list | pull <name>", "which model answers (set/pull: moderators)"),
+    ("mode show | set <balanced|precise|creative|code>", "answer style (set: moderators)"),
+    ("system show | set <text> | clear", "the system prompt (set/clear: moderators)"),
+    ("think on | off", "let thinking models think first (moderators)"),
+    ("cot <task>", "chain of thought: reasoning steps, then the solution"),
+    ("settings", "every setting in force here and where it comes from"),
+    ("stats", "messages, tokens and speed in this channel"),
+    ("reset", "forget this conversation and start afresh"),
+    ("stop", "stop the reply being written"),
+    ("help", "this list"),
+)
+
+USAGE = "Commands: " + "; ".join(usage for usage, _ in HELP_LINES) + "."
+
+_SCOPES = {"server": ScopeKind.SERVER, "room": ScopeKind.ROOM, "channel": ScopeKind.ROOM}
+_SCOPES["thread"] = ScopeKind.THREAD
+_SCOPES["space"] = ScopeKind.SERVER
+_SCOPES["guild"] = ScopeKind.SERVER
+
+
+def _take_scope(words: list[str]) -> tuple[list[str], ScopeKind | None]:
+    """Strip a trailing ``--scope X`` / ``scope=X`` from the words."""
+    for i, word in enumerate(words):
+        value: str | None = None
+        if word in {"--scope", "-s"} and i + 1 < len(words):
+            value = words[i + 1]
+            rest = words[:i] + words[i + 2 :]
+        elif word.startswith(("--scope=", "scope=")):
+            value = word.split("=", 1)[1]
+            rest = words[:i] + words[i + 1 :]
+        if value is not None:
+            kind = _SCOPES.get(value.lower())
+            if kind is None:
+                raise InputRejected(f"Unknown scope '{value}': use server, room or thread.")
+            return rest, kind
+    return words, None
+
+
+def parse_command(text: str) -> Command:
+    """Parse a command's text (without the platform prefix), e.g. ``"model set llama3.2"``.
+
+    Raises:
+        InputRejected: with the usage when the text is not a command.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise InputRejected(USAGE)
+    head, _, rest = stripped.partition(" ")
+    head = head.lower().lstrip("/!")
+    rest = rest.strip()
+    if head in {"cot", "system"}:
+        return _parse_free_text(head, rest)
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        words = rest.split()
+    words, scope = _take_scope(words)
+    sub = words[0].lower() if words else "show"
+    args = words[1:]
+
+    if head in {"model", "models"}:
+        if head == "models" or sub == "list":
+            return ModelList()
+        if sub == "show":
+            return ModelShow()
+        if sub == "set" and len(args) == 1:
+            return ModelSet(args[0], scope)
+        if sub == "pull" and len(args) == 1:
+            return ModelPull(args[0])
+        raise InputRejected("Usage: model show | model set <name> | model list | model pull <name>")
+    if head == "pull" and len(words) == 1:
+        return ModelPull(words[0])
+    if head == "mode":
+        if sub == "show":
+            return ModeShow()
+        if sub == "set" and len(args) == 1:
+            return ModeSet(args[0].lower(), scope)
+        if len(words) == 1:
+            return ModeSet(sub, scope)
+        raise InputRejected("Usage: mode show | mode set <balanced|precise|creative|code>")
+    if head == "think":
+        if sub in {"on", "off"} and not args:
+            return ThinkSet(sub == "on", scope)
+        raise InputRejected("Usage: think on | think off")
+    simple: dict[str, Command] = {
+        "settings": SettingsShow(),
+        "stats": Stats(),
+        "reset": Reset(),
+        "new": Reset(),
+        "stop": Stop(),
+        "help": Help(),
+    }
+    if head in simple and not args:
+        return simple[head]
+    raise InputRejected(f"Unknown command '{head}'. {USAGE}")
+
+
+def _parse_free_text(head: str, rest: str) -> Command:
+    if head == "cot":
+        if not rest:
+            raise InputRejected("Usage: cot <task>")
+        return Cot(rest)
+    sub, _, text = rest.partition(" ")
+    sub = sub.lower() or "show"
+    if sub == "show" and not text:
+        return SystemShow()
+    if sub == "clear":
+        words, scope = _take_scope(text.split())
+        if words:
+            raise InputRejected("Usage: system clear")
+        return SystemClear(scope)
+    if sub == "set" and text.strip():
+        return SystemSet(text.strip())
+    raise InputRejected("Usage: system show | system set <text> | system clear")
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a command produced. ``ok`` is false for refusals and errors."""
+
+    title: str
+    body: str = ""
+    ok: bool = True
+    ephemeral: bool = False
+
+    def as_markdown(self) -> str:
+        icon = "" if self.ok else "⚠️ "
+        if not self.body:
+            return f"{icon}**{self.title}**"
+        return f"{icon}**{self.title}**\n{self.body}"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(CommandResult):
+    """The author may not do this; ``body`` says why."""
+
+    ok: bool = False
+    ephemeral: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRow:
+    key: str
+    value: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsView(CommandResult):
+    rows: Sequence[SettingRow] = ()
+
+    def as_markdown(self) -> str:
+        lines = [f"**{self.title}**"]
+        lines += [f"- `{r.key}`: {r.value} _(from {r.source})_" for r in self.rows]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListView(CommandResult):
+    models: Sequence[ModelInfo] = ()
+    current: str = ""
+
+    def as_markdown(self) -> str:
+        if not self.models:
+            return f"**{self.title}**\nNo models are installed. Pull one with `model pull <name>`."
+        lines = [f"**{self.title}**"]
+        for m in self.models:
+            marker = " ← current" if m.name == self.current else ""
+            caps = ", ".join(sorted(m.capabilities - {"completion"}))
+            extra = f" ({caps})" if caps else ""
+            lines.append(f"- `{m.name}`{extra}{marker}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsView(CommandResult):
+    stats: ChannelStats | None = None
+
+    def as_markdown(self) -> str:
+        s = self.stats
+        if s is None:
+            return f"**{self.title}**"
+        speed = f"{s.mean_tokens_per_second:.1f}" if s.mean_tokens_per_second else "n/a"
+        return (
+            f"**{self.title}**\n- messages: {s.messages:,}\n- prompt tokens: {s.prompt_tokens:,}"
+            f"\n- generated tokens: {s.eval_tokens:,}\n- mean speed: {speed} tokens/s"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainView(CommandResult):
+    chain: ChainResult | None = None
+
+    def as_markdown(self) -> str:
+        c = self.chain
+        if c is None:
+            return f"**{self.title}**"
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(c.steps, 1))
+        reasoning = steps or c.reasoning
+        return f"**Reasoning**\n{reasoning}\n\n**Solution**\n{c.solution}"
+
+
+@dataclass(frozen=True, slots=True)
+class PullView(CommandResult):
+    """A pull in progress: iterate ``progress`` (it never raises; a failure is its last status)."""
+
+    model: str = ""
+    progress: AsyncIterator[PullProgress] | None = field(default=None, compare=False)
+
+
+def render_progress_bar(progress: PullProgress, width: int = 20) -> str:
+    """``pulling 3f2a…  [#######-------------]  35%  1.2/3.4 GB`` (status only when no total)."""
+    fraction = progress.fraction
+    if fraction is None:
+        return progress.status
+    filled = round(fraction * width)
+    bar = "█" * filled + "░" * (width - filled)
+    done = (progress.completed or 0) / 1e9
+    total = (progress.total or 0) / 1e9
+    return f"{progress.status}  [{bar}] {fraction:4.0%}  {done:.2f}/{total:.2f} GB"
