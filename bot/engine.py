@@ -1,0 +1,406 @@
+"""The conversation engine: what happens between an adapter's event and the model's reply.
+
+An adapter hands :meth:`Engine.handle_turn` a platform-free :class:`bot.turn.Turn` and a
+:class:`bot.streaming.ReplySurface`; the engine validates the input, waits its turn, loads the
+conversation's settings and history, streams from the model through a
+:class:`bot.streaming.ReplyStreamer`, and stores the exchange. Commands go through
+:meth:`Engine.execute`. Neither raises :class:`bot.errors.OllabotError` to the adapter: the user
+always sees an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.backend import ChatModel, ChatRequest
+from bot.commands import Command, CommandContext, CommandResult
+from bot.config import BotConfig
+from bot.engine_commands import CommandRunner
+from bot.errors import ModelNotFoundError, OllabotError
+from bot.generation import Generator, ResponseStream, Timeouts
+from bot.logs import log_interaction
+from bot.retry import RetryPolicy
+from bot.sessions import SessionManager, Ticket
+from bot.settings import EffectiveSettings, SettingsResolver
+from bot.store import MessageStatus, NewMessage, StoredMessage, Store
+from bot.streaming import ReplyStatus, ReplyStreamer, ReplySurface
+from bot.tools import ToolRegistry, builtin_tools
+from bot.turn import Attachment, SessionKey, Turn
+from bot.types import Message, ModelInfo, Outcome, Response, Role
+from bot.validation import validate_input
+
+logger = logging.getLogger(__name__)
+
+Notify = Callable[[str], Awaitable[None]]
+
+CHARS_PER_TOKEN = 4
+PARTIAL_SAVE_INTERVAL = 2.0
+MODEL_INFO_TTL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    """What became of a turn.
+
+    Attributes:
+        outcome: How the reply ended; ``None`` when the turn was skipped.
+        text: The answer as shown (thinking excluded).
+        message_ids: The platform messages that carry it.
+        skipped: The event had already been answered (a replay after a restart).
+        error: The user-facing error, when there was one.
+    """
+
+    outcome: Outcome | None
+    text: str = ""
+    message_ids: tuple[str, ...] = ()
+    skipped: bool = False
+    error: str | None = None
+
+
+class Engine:
+    """Runs conversations and commands for every adapter in the process.
+
+    Args:
+        model: The chat model backend (``OllamaChatModel`` in production).
+        store: The persistent store; the engine opens and closes it.
+        config: The bot configuration; defaults when ``None``.
+    """
+
+    def __init__(self, model: ChatModel, store: Store, config: BotConfig | None = None) -> None:
+        self.config = config or BotConfig()
+        self.model = model
+        self.store = store
+        ollama = self.config.ollama
+        self.generator = Generator(
+            model,
+            timeouts=Timeouts(
+                connect=ollama.connect_timeout,
+                first_token=ollama.first_token_timeout,
+                between_tokens=ollama.between_tokens_timeout,
+                total=ollama.total_timeout,
+            ),
+            retry=RetryPolicy(
+                attempts=ollama.retry_attempts,
+                initial=ollama.retry_initial_backoff,
+                maximum=ollama.retry_max_backoff,
+            ),
+        )
+        limits = self.config.limits
+        self.sessions = SessionManager(
+            max_concurrent=limits.max_concurrent_generations,
+            user_messages_per_minute=limits.user_messages_per_minute,
+            max_queue_per_session=limits.max_queue_per_session,
+        )
+        self.settings = SettingsResolver(store, self.config.defaults)
+        self._tools = ToolRegistry(builtin_tools())
+        self._model_info: dict[str, tuple[float, ModelInfo]] = {}
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._commands = CommandRunner(self)
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and mark replies a crash left half-written as interrupted."""
+        await self.store.open()
+        cut = await self.store.mark_interrupted()
+        if cut:
+            logger.warning("marked replies cut by a crash as interrupted", extra={"count": cut})
+
+    async def close(self, *, grace: float = 10.0) -> None:
+        """Let in-flight replies finish for ``grace`` seconds, mark the rest, close everything."""
+        if self._closed:
+            return
+        self._closed = True
+        pending = {t for t in self._inflight if not t.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+        try:
+            await self.model.close()
+        finally:
+            await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- model information --------------------------------------------------------------------
+
+    async def model_info(self, name: str) -> ModelInfo:
+        """What Ollama says about ``name`` (cached for a few minutes).
+
+        Raises:
+            ModelNotFoundError: listing the installed models.
+            OllamaUnavailableError: when Ollama cannot be reached.
+        """
+        now = time.monotonic()
+        cached = self._model_info.get(name)
+        if cached and now - cached[0] < MODEL_INFO_TTL:
+            return cached[1]
+        try:
+            info = await self.model.show(name)
+        except ModelNotFoundError:
+            self._model_info.pop(name, None)
+            raise
+        self._model_info[name] = (now, info)
+        return info
+
+    def forget_model(self, name: str) -> None:
+        self._model_info.pop(name, None)
+
+    async def model_names(self) -> list[str]:
+        """Installed model names, for autocompletion; empty when Ollama is down."""
+        try:
+            return [m.name for m in await self.model.list_models()]
+        except OllabotError:
+            return []
+
+    async def supports_vision(self, key: SessionKey, server: str | None) -> bool:
+        settings = await self.settings.effective(key, server)
+        try:
+            return (await self.model_info(settings.model)).supports_vision
+        except OllabotError:
+            return False
+
+    # --- conversations ------------------------------------------------------------------------
+
+    async def handle_turn(
+        self, turn: Turn, surface: ReplySurface, *, notify: Notify | None = None
+    ) -> ReplyResult:
+        """Answer one turn on ``surface``. Never raises :class:`OllabotError`."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            return await self._handle_turn(turn, surface, notify)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _handle_turn(
+        self, turn: Turn, surface: ReplySurface, notify: Notify | None
+    ) -> ReplyResult:
+        streamer = ReplyStreamer(surface)
+        try:
+            if turn.event_id and not await self.store.claim_event(
+                turn.key.platform, turn.event_id
+            ):
+                logger.info("event already answered", extra={"event_id": turn.event_id})
+                return ReplyResult(outcome=None, skipped=True)
+            text = validate_input(turn.text, max_chars=self.config.limits.max_input_chars)
+            await self.sessions.check_rate(turn.author.id)
+            async with self.sessions.turn(turn.key, notify) as ticket:
+                return await self._answer(turn, text, surface, ticket, notify)
+        except OllabotError as err:
+            logger.info(
+                "turn refused or failed",
+                extra={"session": str(turn.key), "error": type(err).__name__, "detail": err.detail},
+            )
+            reply = await streamer.finish(ReplyStatus(Outcome.ERROR, error=err.user_message))
+            return ReplyResult(
+                Outcome.ERROR, reply.text, tuple(reply.message_ids), error=err.user_message
+            )
+
+    async def _answer(
+        self,
+        turn: Turn,
+        text: str,
+        surface: ReplySurface,
+        ticket: Ticket,
+        notify: Notify | None,
+    ) -> ReplyResult:
+        settings = await self.settings.effective(turn.key, turn.server)
+        info = await self.model_info(settings.model)
+        prompt, images = await self._compose_prompt(text, turn.attachments, info, notify)
+        session_id = await self.store.session_id(turn.key)
+        await self.store.append(
+            session_id,
+            NewMessage(Role.USER, prompt, author_id=turn.author.id, author_name=turn.author.name),
+        )
+        history = await self._context(session_id, settings, info)
+        if images:
+            last = history[-1]
+            history[-1] = Message(role=last.role, content=last.content, images=tuple(images))
+        request = ChatRequest(
+            model=settings.model,
+            messages=history,
+            options=settings.model_config().options(settings.mode),
+            think=settings.think and info.supports_thinking,
+        )
+        use_tools = self.config.defaults.tools and info.supports_tools
+        reply_id = await self.store.append(
+            session_id, NewMessage(Role.ASSISTANT, "", status=MessageStatus.STREAMING)
+        )
+        streamer = ReplyStreamer(surface, show_thinking=settings.show_thinking)
+        await streamer.start()
+        stream = self.generator.stream(request, tool_runner=self._tools if use_tools else None)
+        response = await self._run_stream(ticket, stream, streamer, reply_id)
+        status = ReplyStatus(
+            response.outcome,
+            model=settings.model,
+            tokens_per_second=response.tokens_per_second,
+            error=response.error,
+        )
+        reply = await streamer.finish(status)
+        await self._save_reply(reply_id, response)
+        log_interaction(
+            logger,
+            session=str(turn.key),
+            model=settings.model,
+            mode=settings.mode.value,
+            prompt_tokens=response.prompt_token_count,
+            eval_tokens=response.token_count,
+            ttft=response.time_to_first_token,
+            tokens_per_second=response.tokens_per_second,
+            outcome=response.outcome.value,
+            prompt=prompt if self.config.logging.log_bodies else None,
+            reply=response.content if self.config.logging.log_bodies else None,
+        )
+        return ReplyResult(
+            response.outcome, response.content, tuple(reply.message_ids), error=response.error
+        )
+
+    async def _run_stream(
+        self, ticket: Ticket, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int
+    ) -> Response:
+        """Consume the stream in a task ``stop`` can cancel; map each ending to a Response."""
+        partial: list[str] = []
+        started = time.monotonic()
+
+        async def consume() -> Response:
+            last_save = time.monotonic()
+            async for chunk in stream:
+                streamer.push(chunk)
+                if chunk.content:
+                    partial.append(chunk.content)
+                now = time.monotonic()
+                if now - last_save > PARTIAL_SAVE_INTERVAL:
+                    last_save = now
+                    # Kept current so a crash leaves the text written so far.
+                    await self.store.update_message(
+                        reply_id, content="".join(partial), status=MessageStatus.STREAMING
+                    )
+            return await stream
+
+        task = ticket.run(consume())
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                # The bot is shutting down: the reply ends here, marked interrupted.
+                await self._shutdown_reply(stream, streamer, reply_id, "".join(partial))
+                raise
+            await stream.aclose()
+            return Response(
+                content="".join(partial),
+                outcome=Outcome.STOPPED,
+                total_duration=time.monotonic() - started,
+            )
+        assert isinstance(result, Response)
+        return result
+
+    async def _shutdown_reply(
+        self, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int, text: str
+    ) -> None:
+        await stream.aclose()
+        message = "The bot is restarting; this reply was cut short."
+        await self.store.update_message(reply_id, content=text, status=MessageStatus.INTERRUPTED)
+        await streamer.finish(ReplyStatus(Outcome.INTERRUPTED, error=message))
+
+    async def _save_reply(self, reply_id: int, response: Response) -> None:
+        await self.store.update_message(
+            reply_id,
+            content=response.content,
+            status=MessageStatus.of(response.outcome),
+            eval_tokens=response.token_count,
+            prompt_tokens=response.prompt_token_count,
+            duration=_generation_time(response),
+        )
+
+    async def _compose_prompt(
+        self,
+        text: str,
+        attachments: tuple[Attachment, ...],
+        info: ModelInfo,
+        notify: Notify | None,
+    ) -> tuple[str, list[bytes]]:
+        """The prompt with text attachments inlined, and the images for a vision model."""
+        parts = [text]
+        images: list[bytes] = []
+        budget = self.config.limits.max_attachment_chars
+        for attachment in attachments:
+            if attachment.is_image:
+                if info.supports_vision:
+                    images.append(attachment.data)
+                elif notify is not None:
+                    await notify(
+                        f"The model `{info.name}` cannot see images, so `{attachment.filename}` "
+                        "was left out. A moderator can pick a vision model with `model set`."
+                    )
+                continue
+            if not attachment.is_text:
+                if notify is not None:
+                    await notify(f"`{attachment.filename}` is not a text file; it was left out.")
+                continue
+            body = attachment.data.decode("utf-8", errors="replace")
+            if len(body) > budget:
+                body = body[:budget]
+                if notify is not None:
+                    await notify(
+                        f"`{attachment.filename}` is long; only its first {budget:,} characters "
+                        "were read."
+                    )
+            budget = max(0, budget - len(body))
+            parts.append(f"Attached file `{attachment.filename}`:\n```\n{body}\n```")
+        return "\n\n".join(parts), images
+
+    async def _context(
+        self, session_id: int, settings: EffectiveSettings, info: ModelInfo
+    ) -> list[Message]:
+        """System prompt plus the newest history that fits the model's context budget."""
+        system = settings.system_prompt
+        addendum = settings.mode.profile.addendum
+        if addendum:
+            system = f"{system}\n\n{addendum}"
+        reserve = self.config.limits.reply_reserve_tokens
+        budget_tokens = max(256, info.context_length - reserve)
+        char_budget = max(0, budget_tokens * CHARS_PER_TOKEN - len(system))
+        stored = await self.store.context_messages(session_id, char_budget)
+        messages = [Message(role=Role.SYSTEM, content=system)]
+        messages += [m for s in stored if (m := _as_message(s)) is not None]
+        return messages
+
+    async def stop(self, key: SessionKey) -> bool:
+        """Stop the session's running reply (its partial text is kept, marked stopped)."""
+        return self.sessions.stop(key)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def execute(self, ctx: CommandContext, command: Command) -> CommandResult:
+        """Run a command. Never raises :class:`OllabotError`: failures come back as results."""
+        return await self._commands.run(ctx, command)
+
+
+def _as_message(stored: StoredMessage) -> Message | None:
+    if not stored.content.strip() or stored.role not in (Role.USER, Role.ASSISTANT):
+        return None
+    return Message(role=stored.role, content=stored.content)
+
+
+def _generation_time(response: Response) -> float | None:
+    if response.total_duration is None:
+        return None
+    return max(0.0, response.total_duration - (response.time_to_first_token or 0.0))
