@@ -1,0 +1,105 @@
+"""``ollabot check`` and ``ollabot models``: is everything the bot needs in place?
+
+Neither prints a secret: only whether each one is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bot.config import BotConfig
+from bot.errors import OllamaError
+from bot.types import ModelInfo
+from ollabot_app.wiring import adapter_statuses, make_model
+
+__all__ = ["check", "list_models", "model_installed"]
+
+OK, BAD, OFF = "ok", "!!", "--"
+
+
+def model_installed(name: str, models: list[ModelInfo]) -> bool:
+    """Whether ``name`` is installed; ``llama3.2`` matches Ollama's ``llama3.2:latest``."""
+    names = {m.name for m in models}
+    return name in names or (":" not in name and f"{name}:latest" in names)
+
+
+def _line(out: TextIO, mark: str, what: str, text: str) -> None:
+    out.write(f"[{mark}] {what}: {text}\n")
+
+
+async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> int:
+    """Report on the config, Ollama, the default model, storage and each adapter.
+
+    Returns:
+        0 when the bot can start as configured, 1 when something is missing.
+    """
+    healthy = True
+    _line(out, OK, "config", f"{source} is valid")
+    model = make_model(config)
+    try:
+        version = await model.version()
+        _line(out, OK, "ollama", f"reachable at {model.host} (version {version})")
+        models = await model.list_models()
+        names = ", ".join(m.name for m in models) or "none"
+        _line(out, OK if models else BAD, "models", names)
+        default = config.defaults.model
+        if model_installed(default, models):
+            _line(out, OK, "default model", f"{default} is installed")
+        else:
+            healthy = False
+            _line(out, BAD, "default model", f"{default} is not installed: ollama pull {default}")
+    except OllamaError as exc:
+        healthy = False
+        _line(out, BAD, "ollama", exc.user_message)
+    finally:
+        await model.close()
+
+    healthy &= _check_storage(config.storage.path, out)
+
+    for status in adapter_statuses(config, source=source):
+        if not status.configured:
+            _line(out, OFF, status.name, status.summary)
+        elif status.problem:
+            healthy = False
+            _line(out, BAD, status.name, status.problem)
+        else:
+            _line(out, OK, status.name, status.summary)
+    return 0 if healthy else 1
+
+
+def _check_storage(path: Path, out: TextIO) -> bool:
+    directory = path.parent if str(path.parent) else Path(".")
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.access(existing, os.W_OK):
+        _line(out, OK, "storage", f"{path} is writable")
+        return True
+    _line(out, BAD, "storage", f"cannot write to {existing} (storage.path is {path})")
+    return False
+
+
+async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
+    """Print the installed models, one a line: name, size, family, capabilities.
+
+    Raises:
+        OllamaError: Ollama cannot be reached or failed.
+    """
+    async with make_model(config) as model:
+        models = await model.list_models()
+    if not models:
+        out.write(f"No models are installed in Ollama at {model.host}. ")
+        out.write(f"Pull one with: ollama pull {config.defaults.model}\n")
+        return 0
+    width = max(len(m.name) for m in models)
+    for m in sorted(models, key=lambda m: m.name):
+        size = f"{m.size / 1e9:.1f} GB" if m.size else ""
+        details = [d for d in (m.parameter_size, m.family, size) if d]
+        caps = ", ".join(sorted(m.capabilities - {"completion"}))
+        if caps:
+            details.append(caps)
+        out.write(f"{m.name.ljust(width)}  {'  '.join(details)}".rstrip() + "\n")
+    return 0

@@ -1,0 +1,119 @@
+"""``ollabot run`` and ``ollabot chat``: run adapters until a signal, then shut down cleanly.
+
+On SIGINT or SIGTERM the adapters are cancelled, the engine lets in-flight replies finish for a
+grace period and marks the rest, and the store is closed. In the terminal chat, Ctrl-C first stops
+the reply being written; pressed again (or with no reply running) it leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+from adapters.console import console_chat, run_console
+from bot.config import BotConfig
+from bot.engine import Engine
+from bot.errors import ConfigError, OllamaError
+from ollabot_app.wiring import adapter_statuses, open_engine
+
+__all__ = ["run_bot", "run_chat"]
+
+logger = logging.getLogger(__name__)
+
+Interrupt = Callable[[], Awaitable[bool]]
+
+
+async def run_bot(config: BotConfig, *, source: str, err: TextIO = sys.stderr) -> None:
+    """Start every configured adapter; the terminal chat when none is.
+
+    Raises:
+        ConfigError: an adapter's table is invalid or its secret is missing.
+    """
+    configured = [s for s in adapter_statuses(config, source=source) if s.configured]
+    problems = [s.problem for s in configured if s.problem]
+    if problems:
+        raise ConfigError("; ".join(problems), key=configured[0].name)
+    if not configured:
+        err.write(
+            "No adapter is configured (no [discord] or [matrix] table in the config); "
+            "starting the terminal chat.\n"
+        )
+        await run_chat(config, err=err)
+        return
+    async with open_engine(config) as engine:
+        await _warn_if_ollama_down(engine, err)
+        tasks = [
+            asyncio.create_task(status.start(engine), name=f"adapter-{status.name}")
+            for status in configured
+            if status.start is not None
+        ]
+        names = ", ".join(s.name for s in configured)
+        err.write(f"ollabot is running ({names}). Stop it with Ctrl-C or SIGTERM.\n")
+        await _until_signal(tasks, interrupt=None)
+        logger.info("shutting down", extra={"adapters": names})
+
+
+async def run_chat(config: BotConfig, *, err: TextIO = sys.stderr) -> None:
+    """The terminal chat on standard input and output."""
+    async with open_engine(config) as engine:
+        await _warn_if_ollama_down(engine, err)
+        chat = console_chat(engine, stdin=sys.stdin, stdout=sys.stdout)
+        task = asyncio.create_task(run_console(engine, chat=chat), name="adapter-console")
+        await _until_signal([task], interrupt=chat.interrupt)
+
+
+async def _warn_if_ollama_down(engine: Engine, err: TextIO) -> None:
+    """Say at once when Ollama is unreachable; the bot still starts (Ollama may come later)."""
+    try:
+        await engine.model.version()
+    except OllamaError as exc:
+        err.write(f"warning: {exc.user_message} Replies fail until it is reachable.\n")
+
+
+async def _until_signal(tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt | None) -> None:
+    """Wait until a task ends or SIGINT/SIGTERM asks to stop; then cancel the rest.
+
+    A task that failed re-raises its error here, after the others were cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    pending_interrupts: set[asyncio.Task[None]] = set()
+
+    async def on_interrupt() -> None:
+        # Ctrl-C in the terminal chat stops the reply first; with none running, it leaves.
+        if interrupt is None or not await interrupt():
+            stop.set()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if signum is signal.SIGINT:
+            task = asyncio.create_task(on_interrupt())
+            pending_interrupts.add(task)
+            task.add_done_callback(pending_interrupts.discard)
+        else:
+            stop.set()
+
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            # Not available on Windows or outside the main thread; Ctrl-C then raises instead.
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    stopper = asyncio.create_task(stop.wait(), name="wait-for-signal")
+    try:
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        for task in [*tasks, stopper, *pending_interrupts]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, *pending_interrupts, return_exceptions=True)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error

@@ -1,0 +1,149 @@
+"""Building the running parts from the configuration: the engine, and the adapters to start.
+
+Adapters are imported lazily: a deployment that only uses Matrix never loads discord.py, and the
+import of one adapter can never break another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from bot.config import BotConfig, describe_validation_error
+from bot.engine import Engine
+from bot.errors import ConfigError
+from bot.ollama_backend import OllamaChatModel
+from bot.sqlite_store import SqliteStore
+
+__all__ = ["AdapterStatus", "adapter_statuses", "make_model", "open_engine"]
+
+AdapterMain = Callable[[Engine], Coroutine[Any, Any, None]]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterStatus:
+    """Whether one platform adapter is configured and has what it needs to start.
+
+    Attributes:
+        name: ``discord`` or ``matrix``.
+        configured: The config has the adapter's table.
+        summary: One line for ``ollabot check`` (never a secret).
+        problem: What is missing or wrong, ``None`` when it can start.
+        start: Runs the adapter until cancelled; ``None`` when it cannot start.
+    """
+
+    name: str
+    configured: bool
+    summary: str
+    problem: str | None = None
+    start: AdapterMain | None = None
+
+
+def make_model(config: BotConfig) -> OllamaChatModel:
+    """The Ollama backend the configuration points at."""
+    return OllamaChatModel(config.ollama.host, connect_timeout=config.ollama.connect_timeout)
+
+
+@asynccontextmanager
+async def open_engine(config: BotConfig) -> AsyncIterator[Engine]:
+    """An engine on Ollama and the SQLite store, started, and closed (gracefully) on exit.
+
+    Closing lets in-flight replies finish for a grace period, marks the rest, and closes the
+    backend and the store.
+    """
+    config.storage.path.parent.mkdir(parents=True, exist_ok=True)
+    engine = Engine(make_model(config), SqliteStore(config.storage.path), config)
+    try:
+        await engine.start()
+        yield engine
+    finally:
+        await engine.close()
+
+
+def _validate(model: type[_M], table: dict[str, Any], *, prefix: str, source: str) -> _M:
+
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(
+            describe_validation_error(exc, prefix=prefix, source=source), key=prefix
+        ) from exc
+
+
+def adapter_statuses(config: BotConfig, *, source: str) -> list[AdapterStatus]:
+    """Discord's and Matrix's status, in that order.
+
+    Args:
+        config: The loaded configuration.
+        source: The config file's name, for messages.
+    """
+    return [_discord(config, source), _matrix(config, source)]
+
+
+def _discord(config: BotConfig, source: str) -> AdapterStatus:
+
+    token = config.secrets.discord_token
+    if config.discord is None:
+        hint = " (DISCORD_TOKEN is set, but there is no [discord] table)" if token else ""
+        return AdapterStatus("discord", False, f"not configured{hint}")
+    try:
+        from adapters.discord.config import DiscordConfig
+
+        settings = _validate(DiscordConfig, config.discord, prefix="discord", source=source)
+    except ConfigError as exc:
+        return AdapterStatus("discord", True, "invalid", problem=exc.user_message)
+    if token is None or not token.get_secret_value():
+        return AdapterStatus(
+            "discord",
+            True,
+            "token missing",
+            problem="discord: set DISCORD_TOKEN in the environment",
+        )
+    secret = token.get_secret_value()
+
+    async def start(engine: Engine) -> None:
+        from adapters.discord import run_discord
+
+        await run_discord(engine, settings, secret)
+
+    return AdapterStatus("discord", True, "ready (DISCORD_TOKEN is set)", start=start)
+
+
+def _matrix(config: BotConfig, source: str) -> AdapterStatus:
+
+    secrets = config.secrets
+    if config.matrix is None:
+        return AdapterStatus("matrix", False, "not configured")
+    try:
+        from adapters.matrix.config import MatrixConfig
+
+        settings = _validate(MatrixConfig, config.matrix, prefix="matrix", source=source)
+    except ConfigError as exc:
+        return AdapterStatus("matrix", True, "invalid", problem=exc.user_message)
+    token = secrets.matrix_access_token.get_secret_value() if secrets.matrix_access_token else None
+    password = secrets.matrix_password.get_secret_value() if secrets.matrix_password else None
+    if not token and not password:
+        return AdapterStatus(
+            "matrix",
+            True,
+            "credentials missing",
+            problem="matrix: set MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD in the environment",
+        )
+    how = "MATRIX_ACCESS_TOKEN" if token else "MATRIX_PASSWORD"
+
+    async def start(engine: Engine) -> None:
+        from adapters.matrix import run_matrix
+
+        await run_matrix(engine, settings, access_token=token or None, password=password or None)
+
+    return AdapterStatus(
+        "matrix",
+        True,
+        f"ready ({settings.user_id} on {settings.homeserver}, {how} is set)",
+        start=start,
+    )
