@@ -1,0 +1,111 @@
+"""Benchmark of the SQLite store on the two paths every chat turn takes.
+
+1. Appends: 10,000 messages across 100 sessions, one ``append`` call (one commit) per message,
+   as the bot stores them. Target: at least 5,000 messages/s.
+2. Context loads: ``context_messages`` with a budget of 32,000 characters (about 8,000 tokens)
+   from a session holding 10,000 messages, 1,000 times. Target: p99 at most 5 ms.
+
+Run from the repository root: ``.venv/bin/python bench/store.py``. The database lives in a
+temporary directory on the same disk as the system's temp files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.sqlite_store import SqliteStore  # noqa: E402 - needs the repository on sys.path
+from bot.store import MessageStatus, NewMessage  # noqa: E402
+from bot.turn import SessionKey  # noqa: E402
+from bot.types import Role  # noqa: E402
+
+APPENDS = 10_000
+SESSIONS = 100
+BIG_SESSION = 10_000
+LOADS = 1_000
+CHAR_BUDGET = 32_000
+APPEND_TARGET = 5_000.0
+P99_TARGET_MS = 5.0
+
+
+def _message(rng: random.Random, i: int) -> NewMessage:
+    # Chat-like sizes: short questions, longer answers (40 to 1,200 characters).
+    if i % 2 == 0:
+        return NewMessage(
+            Role.USER, "q" * rng.randint(40, 300), author_id="42", author_name="alice"
+        )
+    return NewMessage(
+        Role.ASSISTANT,
+        "a" * rng.randint(200, 1200),
+        prompt_tokens=rng.randint(100, 4000),
+        eval_tokens=rng.randint(20, 400),
+        duration=rng.uniform(0.5, 8.0),
+        status=MessageStatus.ERROR if i % 97 == 0 else MessageStatus.COMPLETE,
+    )
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def bench_appends(store: SqliteStore, rng: random.Random) -> float:
+    """Messages per second for one ``append`` per message over ``SESSIONS`` sessions."""
+    ids = [await store.session_id(SessionKey("bench", f"room{n}")) for n in range(SESSIONS)]
+    messages = [_message(rng, i) for i in range(APPENDS)]
+    start = time.perf_counter()
+    for i, message in enumerate(messages):
+        await store.append(ids[i % SESSIONS], message)
+    return APPENDS / (time.perf_counter() - start)
+
+
+async def bench_context(store: SqliteStore, rng: random.Random) -> tuple[float, float, int]:
+    """p50 and p99 milliseconds of a context load from a 10,000-message session."""
+    session = await store.session_id(SessionKey("bench", "big"))
+    for i in range(BIG_SESSION):
+        await store.append(session, _message(rng, i))
+    samples: list[float] = []
+    loaded = 0
+    for _ in range(LOADS):
+        start = time.perf_counter()
+        context = await store.context_messages(session, CHAR_BUDGET)
+        samples.append((time.perf_counter() - start) * 1000)
+        loaded = len(context)
+    return _percentile(samples, 0.50), _percentile(samples, 0.99), loaded
+
+
+async def main() -> int:
+    rng = random.Random(1234)
+    with tempfile.TemporaryDirectory(prefix="ollabot-bench-") as tmp:
+        async with SqliteStore(Path(tmp) / "bench.sqlite3") as store:
+            rate = await bench_appends(store, rng)
+            p50, p99, loaded = await bench_context(store, rng)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"append: {rate:,.0f} messages/s ({APPENDS:,} appends, {SESSIONS} sessions, a commit each)"
+    )
+    print(
+        f"context load: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
+        f"({LOADS:,} loads, {loaded} messages within {CHAR_BUDGET:,} chars, "
+        f"session of {BIG_SESSION:,})"
+    )
+    ok = rate >= APPEND_TARGET and p99 <= P99_TARGET_MS
+    print(
+        f"targets: append >= {APPEND_TARGET:,.0f}/s, context p99 <= {P99_TARGET_MS} ms: "
+        + ("met" if ok else "MISSED")
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
