@@ -319,6 +319,27 @@ class SqliteStore:
                 await _rollback_quietly(db)
                 raise
 
+    async def diagnostics(self) -> dict[str, int | str]:
+        """The connection's settings and schema version, for a health check or the logs.
+
+        Returns:
+            ``schema_version``, ``journal_mode``, ``synchronous`` (1 is NORMAL),
+            ``foreign_keys`` (1 is on), ``busy_timeout`` (ms) and ``wal_autocheckpoint`` (pages).
+        """
+        found: dict[str, int | str] = {}
+        async with self._op("read diagnostics") as db:
+            rows = await _fetch(db, "SELECT MAX(version) FROM schema_version")
+            found["schema_version"] = int(rows[0][0])
+            for pragma in (
+                "journal_mode",
+                "synchronous",
+                "foreign_keys",
+                "busy_timeout",
+                "wal_autocheckpoint",
+            ):
+                found[pragma] = (await _fetch(db, f"PRAGMA {pragma}"))[0][0]
+        return found
+
     # Sessions
 
     async def session_id(self, key: SessionKey) -> int:

@@ -1,0 +1,418 @@
+"""The contract of :class:`bot.store.Store`, run against every implementation.
+
+Each case talks to the store only through the protocol. ``make_store`` builds a new, unopened
+store over the same backing data each time it is called, so restarts are real: close one
+instance, open another, read back. A second implementation joins by adding a param below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError
+from bot.sqlite_store import SqliteStore
+from bot.store import MessageStatus, NewMessage, Scope, ScopeKind, Store, StoredMessage
+from bot.turn import SessionKey
+from bot.types import Role
+
+MakeStore = Callable[[], Store]
+
+KEY = SessionKey("discord", "room-1")
+THREAD_KEY = SessionKey("discord", "room-1", "thread-9")
+ROOM = Scope("discord", ScopeKind.ROOM, "room-1")
+SERVER = Scope("discord", ScopeKind.SERVER, "guild-1")
+
+
+def _sqlite(tmp_path: Path) -> MakeStore:
+    return lambda: SqliteStore(tmp_path / "data" / "bot.sqlite3")
+
+
+@pytest.fixture(params=[_sqlite], ids=["sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    factory: Callable[[Path], MakeStore] = request.param
+    return factory(tmp_path)
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> AsyncIterator[Store]:
+    opened = make_store()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _reopened(make_store: MakeStore) -> Store:
+    again = make_store()
+    await again.open()
+    return again
+
+
+def user(text: str, status: MessageStatus = MessageStatus.COMPLETE) -> NewMessage:
+    return NewMessage(Role.USER, text, author_id="u1", author_name="Alice", status=status)
+
+
+def assistant(text: str, status: MessageStatus = MessageStatus.COMPLETE) -> NewMessage:
+    return NewMessage(Role.ASSISTANT, text, status=status)
+
+
+def contents(messages: list[StoredMessage]) -> list[str]:
+    return [m.content for m in messages]
+
+
+# Sessions
+
+
+async def test_session_id_is_stable_for_a_key_and_distinct_per_thread(store: Store) -> None:
+    first = await store.session_id(KEY)
+    assert await store.session_id(KEY) == first
+    assert await store.session_id(THREAD_KEY) != first
+    assert await store.session_id(SessionKey("matrix", "room-1")) != first
+
+
+async def test_reset_starts_a_fresh_session_and_keeps_the_old_history(store: Store) -> None:
+    old = await store.session_id(KEY)
+    await store.append(old, user("remember me"))
+    new = await store.reset_session(KEY)
+    assert new != old
+    assert await store.session_id(KEY) == new
+    assert await store.recent_messages(new, 10) == []
+    assert contents(await store.recent_messages(old, 10)) == ["remember me"]
+
+
+async def test_reset_of_a_key_without_a_session_creates_one(store: Store) -> None:
+    created = await store.reset_session(THREAD_KEY)
+    assert await store.session_id(THREAD_KEY) == created
+
+
+async def test_history_settings_audit_and_state_survive_a_restart(make_store: MakeStore) -> None:
+    first = await _reopened(make_store)
+    try:
+        session = await first.session_id(KEY)
+        await first.append(session, user("hello"))
+        await first.append(session, assistant("hi there"))
+        await first.set_setting(ROOM, "model", "llama3.2:latest")
+        await first.audit(
+            ROOM, "model", None, "llama3.2:latest", actor_id="u1", actor_name="Alice", allowed=True
+        )
+        await first.set_state("matrix.next_batch", "s123_456")
+    finally:
+        await first.close()
+
+    second = await _reopened(make_store)
+    try:
+        assert await second.session_id(KEY) == session
+        history = await second.recent_messages(session, 10)
+        assert contents(history) == ["hello", "hi there"]
+        assert [m.role for m in history] == [Role.USER, Role.ASSISTANT]
+        assert history[0].author_name == "Alice"
+        assert await second.get_settings(ROOM) == {"model": "llama3.2:latest"}
+        [entry] = await second.audit_log(ROOM)
+        assert (entry.key, entry.new_value, entry.actor_name) == (
+            "model",
+            "llama3.2:latest",
+            "Alice",
+        )
+        assert await second.get_state("matrix.next_batch") == "s123_456"
+    finally:
+        await second.close()
+
+
+# Messages and context
+
+
+async def test_append_stores_every_field(store: Store) -> None:
+    session = await store.session_id(KEY)
+    message_id = await store.append(
+        session,
+        NewMessage(
+            Role.ASSISTANT,
+            "answer",
+            author_id="bot",
+            author_name="Ollabot",
+            prompt_tokens=12,
+            eval_tokens=34,
+            status=MessageStatus.STOPPED,
+            duration=1.5,
+        ),
+    )
+    [stored] = await store.recent_messages(session, 1)
+    assert stored.id == message_id
+    assert stored.session_id == session
+    assert (stored.role, stored.content, stored.status) == (
+        Role.ASSISTANT,
+        "answer",
+        MessageStatus.STOPPED,
+    )
+    assert (stored.author_id, stored.author_name) == ("bot", "Ollabot")
+    assert (stored.prompt_tokens, stored.eval_tokens, stored.duration) == (12, 34, 1.5)
+    assert stored.created_at.tzinfo is not None
+
+
+async def test_recent_messages_are_the_last_n_oldest_first(store: Store) -> None:
+    session = await store.session_id(KEY)
+    other = await store.session_id(THREAD_KEY)
+    for i in range(6):
+        await store.append(session, user(f"m{i}"))
+        await store.append(other, user(f"other{i}"))
+    assert contents(await store.recent_messages(session, 3)) == ["m3", "m4", "m5"]
+    assert contents(await store.recent_messages(session, 100)) == [f"m{i}" for i in range(6)]
+    assert await store.recent_messages(session, 0) == []
+
+
+async def test_context_takes_the_newest_messages_within_budget_oldest_first(
+    store: Store,
+) -> None:
+    session = await store.session_id(KEY)
+    for text in ("a" * 10, "b" * 10, "c" * 10, "d" * 10):
+        await store.append(session, user(text))
+    assert contents(await store.context_messages(session, 30)) == ["b" * 10, "c" * 10, "d" * 10]
+    assert contents(await store.context_messages(session, 29)) == ["c" * 10, "d" * 10]
+    assert len(await store.context_messages(session, 1000)) == 4
+    assert await store.context_messages(session, 9) == []
+
+
+async def test_context_stops_at_the_first_message_over_budget(store: Store) -> None:
+    # An older short message must not be pulled in past a long one: context is a tail.
+    session = await store.session_id(KEY)
+    await store.append(session, user("old"))
+    await store.append(session, assistant("x" * 100))
+    await store.append(session, user("new"))
+    assert contents(await store.context_messages(session, 50)) == ["new"]
+
+
+async def test_context_excludes_error_and_streaming_messages(store: Store) -> None:
+    session = await store.session_id(KEY)
+    await store.append(session, user("question"))
+    await store.append(session, assistant("boom", MessageStatus.ERROR))
+    await store.append(session, assistant("half", MessageStatus.STREAMING))
+    await store.append(session, assistant("partial", MessageStatus.STOPPED))
+    await store.append(session, assistant("cut", MessageStatus.INTERRUPTED))
+    await store.append(session, user("again"))
+    assert contents(await store.context_messages(session, 1000)) == [
+        "question",
+        "partial",
+        "cut",
+        "again",
+    ]
+    # Excluded messages do not use up the budget either.
+    assert contents(await store.context_messages(session, 12)) == ["cut", "again"]
+
+
+async def test_context_of_a_long_session_matches_a_reference_model(store: Store) -> None:
+    # Enough messages that an implementation reading in batches must read several.
+    rng = random.Random(7)
+    session = await store.session_id(KEY)
+    await store.append(await store.session_id(THREAD_KEY), user("not this session"))
+    statuses = [MessageStatus.COMPLETE] * 8 + [MessageStatus.ERROR, MessageStatus.STREAMING]
+    written: list[tuple[str, MessageStatus]] = []
+    for i in range(400):
+        text = f"{i}:" + "z" * rng.randint(0, 60)
+        status = rng.choice(statuses)
+        await store.append(session, user(text, status))
+        written.append((text, status))
+    usable = [text for text, status in written if status not in _NOT_CONTEXT]
+    for budget in (0, 1, 50, 700, 5_000, 12_345, 100_000):
+        assert contents(await store.context_messages(session, budget)) == _tail(usable, budget)
+
+
+_NOT_CONTEXT = {MessageStatus.ERROR, MessageStatus.STREAMING}
+
+
+def _tail(texts: list[str], budget: int) -> list[str]:
+    picked: list[str] = []
+    for text in reversed(texts):
+        budget -= len(text)
+        if budget < 0:
+            break
+        picked.append(text)
+    return picked[::-1]
+
+
+async def test_update_message_sets_final_text_and_outcome(store: Store) -> None:
+    session = await store.session_id(KEY)
+    message_id = await store.append(session, assistant("", MessageStatus.STREAMING))
+    await store.update_message(
+        message_id,
+        content="the whole answer",
+        status=MessageStatus.COMPLETE,
+        eval_tokens=40,
+        prompt_tokens=8,
+        duration=2.0,
+    )
+    [stored] = await store.recent_messages(session, 1)
+    assert (stored.content, stored.status) == ("the whole answer", MessageStatus.COMPLETE)
+    assert (stored.eval_tokens, stored.prompt_tokens, stored.duration) == (40, 8, 2.0)
+
+
+async def test_update_of_an_unknown_message_raises_store_error(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.update_message(999_999, content="x", status=MessageStatus.COMPLETE)
+
+
+async def test_mark_interrupted_turns_streaming_leftovers_into_interrupted(
+    make_store: MakeStore,
+) -> None:
+    first = await _reopened(make_store)
+    try:
+        session = await first.session_id(KEY)
+        await first.append(session, user("question"))
+        await first.append(session, assistant("half an ans", MessageStatus.STREAMING))
+        await first.append(
+            await first.session_id(THREAD_KEY), assistant("other", MessageStatus.STREAMING)
+        )
+    finally:
+        await first.close()  # as if the bot died while streaming
+
+    second = await _reopened(make_store)
+    try:
+        assert await second.mark_interrupted() == 2
+        assert await second.mark_interrupted() == 0
+        statuses = [m.status for m in await second.recent_messages(session, 10)]
+        assert statuses == [MessageStatus.COMPLETE, MessageStatus.INTERRUPTED]
+        assert contents(await second.context_messages(session, 100)) == [
+            "question",
+            "half an ans",
+        ]
+    finally:
+        await second.close()
+
+
+async def test_claim_event_succeeds_once_also_across_restarts(make_store: MakeStore) -> None:
+    first = await _reopened(make_store)
+    try:
+        assert await first.claim_event("matrix", "$event1") is True
+        assert await first.claim_event("matrix", "$event1") is False
+        assert await first.claim_event("discord", "$event1") is True
+    finally:
+        await first.close()
+    second = await _reopened(make_store)
+    try:
+        assert await second.claim_event("matrix", "$event1") is False
+        assert await second.claim_event("matrix", "$event2") is True
+    finally:
+        await second.close()
+
+
+# Settings and audit
+
+
+async def test_set_setting_returns_the_old_value_and_none_clears(store: Store) -> None:
+    assert await store.set_setting(ROOM, "model", "llama3.2") is None
+    assert await store.set_setting(ROOM, "model", "qwen3") == "llama3.2"
+    options = {"temperature": 0.2, "stop": ["###"]}
+    assert await store.set_setting(ROOM, "options", options) is None
+    assert await store.get_settings(ROOM) == {"model": "qwen3", "options": options}
+    assert await store.set_setting(ROOM, "model", None) == "qwen3"
+    assert await store.get_settings(ROOM) == {"options": options}
+    assert await store.set_setting(ROOM, "model", None) is None
+
+
+async def test_settings_belong_to_exactly_one_scope(store: Store) -> None:
+    await store.set_setting(ROOM, "mode", "chat")
+    await store.set_setting(SERVER, "mode", "code")
+    await store.set_setting(Scope("matrix", ScopeKind.ROOM, "room-1"), "mode", "think")
+    assert await store.get_settings(ROOM) == {"mode": "chat"}
+    assert await store.get_settings(SERVER) == {"mode": "code"}
+    assert await store.get_settings(Scope("discord", ScopeKind.THREAD, "room-1")) == {}
+
+
+async def test_audit_log_lists_changes_and_refusals_newest_first(store: Store) -> None:
+    await store.audit(ROOM, "model", None, "a", actor_id="u1", actor_name="Alice", allowed=True)
+    await store.audit(ROOM, "system", "x", {"y": 1}, actor_id="u2", actor_name="Bob", allowed=False)
+    await store.audit(SERVER, "mode", None, "chat", actor_id="u1", actor_name="Alice", allowed=True)
+
+    in_room = await store.audit_log(ROOM)
+    assert [(e.key, e.actor_name, e.allowed) for e in in_room] == [
+        ("system", "Bob", False),
+        ("model", "Alice", True),
+    ]
+    assert (in_room[0].old_value, in_room[0].new_value, in_room[0].scope) == ("x", {"y": 1}, ROOM)
+    assert in_room[0].created_at.tzinfo is not None
+    everywhere = await store.audit_log()
+    assert [e.key for e in everywhere] == ["mode", "system", "model"]
+    assert [e.key for e in await store.audit_log(limit=1)] == ["mode"]
+
+
+# Statistics and adapter state
+
+
+async def test_channel_stats_cover_every_session_of_the_room(store: Store) -> None:
+    first = await store.session_id(KEY)
+    await store.append(first, user("q1"))
+    await store.append(
+        first,
+        NewMessage(Role.ASSISTANT, "a1", prompt_tokens=10, eval_tokens=100, duration=2.0),
+    )
+    thread = await store.session_id(THREAD_KEY)
+    await store.append(
+        thread,
+        NewMessage(Role.ASSISTANT, "a2", prompt_tokens=5, eval_tokens=30, duration=1.0),
+    )
+    after_reset = await store.reset_session(KEY)
+    # No duration (e.g. stored by an older release): counted, but not in the speed.
+    await store.append(after_reset, NewMessage(Role.ASSISTANT, "a3", eval_tokens=7))
+    await store.append(
+        await store.session_id(SessionKey("discord", "room-2")),
+        NewMessage(Role.ASSISTANT, "elsewhere", eval_tokens=999, duration=0.1),
+    )
+
+    stats = await store.channel_stats("discord", "room-1")
+    assert stats.messages == 4
+    assert stats.prompt_tokens == 15
+    assert stats.eval_tokens == 137
+    assert stats.mean_tokens_per_second == pytest.approx((100 / 2.0 + 30 / 1.0) / 2)
+
+
+async def test_channel_stats_of_an_empty_room_are_zero(store: Store) -> None:
+    stats = await store.channel_stats("discord", "nowhere")
+    assert (stats.messages, stats.prompt_tokens, stats.eval_tokens) == (0, 0, 0)
+    assert stats.mean_tokens_per_second is None
+
+
+async def test_state_is_stored_and_replaced(store: Store) -> None:
+    assert await store.get_state("discord.commands_hash") is None
+    await store.set_state("discord.commands_hash", "abc")
+    await store.set_state("discord.commands_hash", "def")
+    assert await store.get_state("discord.commands_hash") == "def"
+
+
+# Concurrency
+
+
+async def test_concurrent_appends_lose_nothing(store: Store) -> None:
+    keys = [SessionKey("discord", f"room-{n % 5}") for n in range(20)]
+
+    async def writer(n: int) -> list[int]:
+        session = await store.session_id(keys[n])
+        return [await store.append(session, user(f"{n}:{i}")) for i in range(25)]
+
+    ids = await asyncio.gather(*(writer(n) for n in range(20)))
+    assert len({i for batch in ids for i in batch}) == 20 * 25
+    for room in range(5):
+        session = await store.session_id(SessionKey("discord", f"room-{room}"))
+        stored = contents(await store.recent_messages(session, 1000))
+        assert len(stored) == 4 * 25
+        for n in range(room, 20, 5):
+            # Each writer's messages are all there, in the order it wrote them.
+            assert [t for t in stored if t.startswith(f"{n}:")] == [f"{n}:{i}" for i in range(25)]
+
+
+async def test_concurrent_first_lookups_create_one_session(store: Store) -> None:
+    ids = await asyncio.gather(*(store.session_id(KEY) for _ in range(20)))
+    assert len(set(ids)) == 1
+
+
+async def test_concurrent_resets_leave_exactly_one_current_session(store: Store) -> None:
+    created = await asyncio.gather(*(store.reset_session(KEY) for _ in range(10)))
+    assert len(set(created)) == 10
+    assert await store.session_id(KEY) in created
+    # The current one is the newest: every message appended now lands in the same session.
+    current = await asyncio.gather(*(store.session_id(KEY) for _ in range(5)))
+    assert len(set(current)) == 1
