@@ -1,0 +1,228 @@
+"""Splitting replies into platform messages: exact reassembly, sizes, and balanced code fences."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from bot.splitting import (
+    Fence,
+    Part,
+    fence_state,
+    max_reserve,
+    next_cut,
+    split_reply,
+    unsplit,
+)
+
+# --- the fence scanner ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("```python\nx = 1\n", Fence("", "```", "python")),
+        ("~~~\ncode\n", Fence("", "~~~", "")),
+        ("   ```js\ncode", Fence("   ", "```", "js")),
+        ("    ```js\nindented code, not a fence", None),
+        ("``` py `x`\nbacktick in the info string: not a fence", None),
+        ("~~~ py `x`\ntilde fences allow it", Fence("", "~~~", " py `x`")),
+        ("```\ncode\n```\n", None),
+        ("````\n```\nstill inside\n", Fence("", "````", "")),
+        ("````\n```\n`````\nafter\n", None),
+        ("```\n~~~\n", Fence("", "```", "")),
+        ("```\n```  trailing blanks close\n", Fence("", "```", "")),
+        ("```\n```   \n", None),
+        ("text ``` inline\n", None),
+    ],
+)
+def test_fence_state_follows_commonmark_fences(text: str, expected: Fence | None) -> None:
+    assert fence_state(text) == expected
+
+
+def _md_fences_closed(text: str) -> bool:
+    """Independent oracle: markdown-it says every fenced block in ``text`` has a closing line."""
+    for token in MarkdownIt("commonmark").parse(text):
+        # A closed block spans its opener, its content lines and its closer.
+        if token.type == "fence" and token.map is not None:
+            closed = token.map[1] - token.map[0] == token.content.count("\n") + 2
+            if not closed:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["```py\na\n```\n", "~~~~\na\n~~~\n", "  ```\na\n", "```\na\n````\n", "x\n```\n```a\n"],
+)
+def test_fence_scanner_agrees_with_markdown_it(text: str) -> None:
+    assert (fence_state(text) is None) == _md_fences_closed(text)
+
+
+# --- split_reply ---------------------------------------------------------------------------------
+
+
+def test_short_reply_is_one_part_unchanged() -> None:
+    assert split_reply("hello", 2000) == [Part("hello")]
+    assert split_reply("", 2000) == []
+
+
+def test_reply_over_limit_is_cut_after_a_paragraph_first() -> None:
+    text = "a" * 60 + "\n\n" + "b" * 30 + "\n" + "c" * 30
+    parts = split_reply(text, 100)
+    assert [p.body for p in parts] == ["a" * 60 + "\n\n", "b" * 30 + "\n" + "c" * 30]
+
+
+def test_reply_without_paragraphs_is_cut_after_a_line_then_a_word() -> None:
+    lines = "first line here\n" * 5
+    parts = split_reply(lines + "x" * 30, 60)
+    assert all(p.body.endswith("\n") for p in parts[:-1])
+    words = "alpha beta gamma " * 10
+    parts = split_reply(words, 40)
+    assert all(p.body.endswith(" ") for p in parts[:-1])
+    assert unsplit(parts) == words
+
+
+def test_single_word_longer_than_a_message_is_hard_cut() -> None:
+    text = "x" * 250
+    parts = split_reply(text, 100)
+    assert [len(p.body) for p in parts] == [100, 100, 50]
+
+
+def test_reply_over_limit_keeps_code_fence_intact() -> None:
+    code = "\n".join(f"print({i})" for i in range(60)) + "\n"
+    text = "Here is the code:\n\n```python\n" + code + "```\n\nDone."
+    parts = split_reply(text, 200)
+    assert len(parts) > 2
+    assert unsplit(parts) == text
+    md = MarkdownIt("commonmark")
+    pieces = []
+    for index, part in enumerate(parts):
+        assert len(part.text) <= 200
+        assert fence_state(part.text) is None
+        assert _md_fences_closed(part.text)
+        fences = [t for t in md.parse(part.text) if t.type == "fence"]
+        if index > 0 and part.body.strip() != "Done.":
+            assert part.prefix == "```python\n"
+        pieces.extend(t.content for t in fences)
+        assert all(t.info == "python" for t in fences)
+    # The code blocks, rendered message by message, hold the original code and nothing else.
+    assert "".join(pieces) == code
+
+
+def test_tilde_and_indented_fences_are_reopened_as_written() -> None:
+    text = "  ~~~~ text title\n" + "line of text\n" * 30 + "  ~~~~\n"
+    parts = split_reply(text, 100)
+    assert len(parts) > 1
+    for part in parts[1:]:
+        assert part.prefix.startswith("  ~~~~ text title\n")
+    for part in parts[:-1]:
+        assert part.suffix.endswith("~~~~")
+    assert unsplit(parts) == text
+
+
+def test_unclosed_fence_at_the_end_is_closed_in_the_message() -> None:
+    parts = split_reply("```sh\nls -la", 2000)
+    assert parts == [Part("```sh\nls -la", "", "\n```")]
+
+
+def test_last_part_leaves_room_for_the_footer() -> None:
+    text = "word " * 30  # 150 characters
+    parts = split_reply(text, 160, reserve=40)
+    assert len(parts) == 2
+    assert len(parts[-1].text) <= 120
+    assert unsplit(parts) == text
+
+
+def test_huge_info_string_is_shortened_so_text_still_fits() -> None:
+    text = "```python " + "x" * 300 + "\n" + "code\n" * 100 + "```\n"
+    parts = split_reply(text, 100)
+    assert unsplit(parts) == text
+    assert all(len(p.text) <= 100 and fence_state(p.text) is None for p in parts)
+    assert parts[1].prefix == "```python\n"
+
+
+def test_too_small_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_chars"):
+        split_reply("abc", 10)
+    with pytest.raises(ValueError, match="reserve"):
+        split_reply("abc", 100, reserve=max_reserve(100) + 1)
+
+
+# --- incremental cuts ----------------------------------------------------------------------------
+
+
+def _stream_split(text: str, cuts: list[int], max_chars: int, reserve: int) -> list[Part]:
+    """Split as the streamer does: freeze parts while the text grows, then finish."""
+    frozen: list[Part] = []
+    start, fence = 0, None
+    for end in [*sorted(cuts), len(text)]:
+        grown = text[:end]
+        while (cut := next_cut(grown, start, max_chars, fence=fence, more_coming=True)) is not None:
+            frozen.append(cut.part)
+            start, fence = cut.end, cut.fence
+    while (
+        cut := next_cut(text, start, max_chars, fence=fence, more_coming=False, reserve=reserve)
+    ) is not None:
+        frozen.append(cut.part)
+        start, fence = cut.end, cut.fence
+    return frozen
+
+
+def test_parts_frozen_while_streaming_equal_the_whole_split() -> None:
+    text = "Intro.\n\n```python\n" + "x = 1\n" * 80 + "```\n\n" + "end " * 40
+    streamed = _stream_split(text, list(range(0, len(text), 7)), 120, 30)
+    assert streamed == split_reply(text, 120, reserve=30)
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+_fence_lines = st.builds(
+    lambda indent, char, n, info: " " * indent + char * n + info + "\n",
+    st.integers(0, 4),
+    st.sampled_from(["`", "~"]),
+    st.integers(3, 5),
+    st.sampled_from(["", "python", " js", "c++ title", "x`y"]),
+)
+_pieces = st.one_of(
+    st.text(min_size=1, max_size=40),
+    st.text(alphabet="ab `~\n\t é🙂", min_size=1, max_size=40),
+    st.sampled_from(["\n", "\n\n", " ", "```", "~~~", "  ```", "- item\n"]),
+    _fence_lines,
+    st.integers(20, 600).map(lambda n: "w" * n),
+)
+texts = st.lists(_pieces, max_size=40).map("".join)
+
+
+@st.composite
+def limits(draw: st.DrawFn) -> tuple[int, int]:
+    max_chars = draw(st.integers(20, 2000))
+    reserve = draw(st.integers(0, max_reserve(max_chars)))
+    return max_chars, reserve
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, limit=limits())
+def test_any_split_reassembles_fits_and_balances_fences(text: str, limit: tuple[int, int]) -> None:
+    max_chars, reserve = limit
+    parts = split_reply(text, max_chars, reserve=reserve)
+    assert unsplit(parts) == text
+    for index, part in enumerate(parts):
+        cap = max_chars - reserve if index == len(parts) - 1 else max_chars
+        assert len(part.text) <= cap
+        assert part.body
+        assert fence_state(part.text) is None, part.text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, limit=limits(), data=st.data())
+def test_streamed_cuts_never_differ_from_the_final_split(
+    text: str, limit: tuple[int, int], data: st.DataObject
+) -> None:
+    max_chars, reserve = limit
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=20))
+    assert _stream_split(text, cuts, max_chars, reserve) == split_reply(
+        text, max_chars, reserve=reserve
+    )
