@@ -25,8 +25,11 @@ RUN useradd --create-home --uid 10001 ollabot \
     && chown ollabot:ollabot /app/data
 USER ollabot
 
-# config/bot.toml is mounted here (read-only is fine); secrets come from the environment.
+# config/bot.toml is mounted at /app/config (read-only is fine); secrets come from the
+# environment. The bot runs in /app/data, so the default storage.path ("ollabot.db") lands in
+# the volume.
 VOLUME ["/app/data"]
+WORKDIR /app/data
 ENV OLLAMA_HOST=http://ollama:11434
 
 ENTRYPOINT ["ollabot", "--config", "/app/config/bot.toml"]
