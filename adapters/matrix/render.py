@@ -1,0 +1,76 @@
+"""Model markdown to Matrix ``formatted_body`` HTML that cannot inject anything.
+
+Two layers: markdown-it-py renders with raw HTML disabled (a ``<script>`` in the model's output
+is shown as text), then nh3 keeps only the tags and attributes of the Matrix spec's HTML
+allow-list. Links to ``matrix.to`` lose their target, so model output can never produce a pill
+that pings someone or the room; every bot message also carries an empty ``m.mentions``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nh3
+from markdown_it import MarkdownIt
+
+__all__ = ["content", "edit_content", "render_html"]
+
+# The Matrix client-server spec's suggested allow-list, minus <img> (tracking pixels, and only
+# mxc:// URLs would render anyway) and <font>/<span> colour tricks.
+_TAGS = {
+    "del", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "p", "a", "ul", "ol", "sup", "sub",
+    "li", "b", "i", "u", "strong", "em", "s", "strike", "code", "hr", "br", "div", "table",
+    "thead", "tbody", "tr", "th", "td", "caption", "pre", "details", "summary",
+}  # fmt: skip
+_ATTRIBUTES = {"a": {"href"}, "ol": {"start"}, "code": {"class"}}
+_URL_SCHEMES = {"http", "https", "mailto"}
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
+    ["table", "strikethrough"]
+)
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "a" and attribute == "href" and "matrix.to" in value:
+        return None  # no pills: a link to a user or @room would ping
+    if tag == "code" and attribute == "class" and not value.startswith("language-"):
+        return None
+    return value
+
+
+def render_html(markdown: str) -> str:
+    """Render ``markdown`` to sanitized HTML for ``formatted_body``."""
+    html = _markdown.render(markdown)
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        attribute_filter=_filter_attribute,
+        link_rel="noopener noreferrer",
+    ).strip()
+
+
+def content(text: str, *, msgtype: str = "m.text") -> dict[str, Any]:
+    """A message content for ``text``: plain body, sanitized HTML, and no mentions at all."""
+    return {
+        "msgtype": msgtype,
+        "body": text,
+        "format": "org.matrix.custom.html",
+        "formatted_body": render_html(text),
+        "m.mentions": {},
+    }
+
+
+def edit_content(event_id: str, text: str, *, msgtype: str = "m.text") -> dict[str, Any]:
+    """An ``m.replace`` edit of ``event_id`` whose new content is ``text``."""
+    new = content(text, msgtype=msgtype)
+    return {
+        "msgtype": msgtype,
+        "body": f"* {text}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f"* {new['formatted_body']}",
+        "m.new_content": new,
+        "m.mentions": {},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }

@@ -1,0 +1,310 @@
+"""Answering in a room: turns to the engine, commands, stop reactions, encryption notices.
+
+:class:`Replier` gets messages the client already decided to look at (not the bot's own, not an
+ignored bot, not from before the bot joined) and does the rest: addressing, the session key
+(thread or room), the reply surface, commands and their progress bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import nio
+from cachetools import LRUCache
+
+from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
+from adapters.matrix.config import MatrixConfig
+from adapters.matrix.surface import MatrixSurface, RoomSender
+from bot.commands import CommandContext, PullView, parse_command, render_progress_bar
+from bot.errors import InputRejected, OllabotError, RateLimited
+from bot.pacing import TokenBucketPacer
+from bot.streaming import Pacer
+from bot.turn import Author, SessionKey, Turn
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+__all__ = ["PLATFORM", "STOP_REACTIONS", "Replier"]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "matrix"
+STOP_REACTIONS = frozenset({"⏹", "⏹️", "✋", "🛑", "✋️"})
+_E2EE_NOTICE = (
+    "🔒 This room is end-to-end encrypted, and I cannot read encrypted messages yet. "
+    "Talk to me in an unencrypted room."
+)
+_E2EE_NOTICE_INTERVAL = 600.0
+_PROGRESS_INTERVAL = 2.0
+
+
+class Replier:
+    """Turns addressed messages into engine turns and commands into engine commands.
+
+    Args:
+        client: The logged-in nio client.
+        engine: The conversation engine.
+        config: The adapter settings.
+        spawn: Runs a coroutine as a tracked background task (the client owns the tasks).
+    """
+
+    def __init__(
+        self,
+        client: nio.AsyncClient,
+        engine: Engine,
+        config: MatrixConfig,
+        spawn: Callable[[Any], None],
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.config = config
+        self._spawn = spawn
+        self._pacers: dict[str, Pacer] = {}
+        self._own_events: LRUCache[str, bool] = LRUCache(maxsize=10_000)
+        self._bot_threads: LRUCache[str, bool] = LRUCache(maxsize=10_000)
+        # event id of a reply being streamed -> (session, author who asked)
+        self._streaming: dict[str, tuple[SessionKey, str]] = {}
+        self._e2ee_noticed: dict[str, float] = {}
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def pacer(self, room_id: str) -> Pacer:
+        """The room's pacer: every reply in a room shares the homeserver's ``rc_message``."""
+        pacer = self._pacers.get(room_id)
+        if pacer is None:
+            pacer = TokenBucketPacer(
+                rate=self.config.messages_per_second, burst=self.config.message_burst
+            )
+            self._pacers[room_id] = pacer
+        return pacer
+
+    def _state_key(self, *parts: str) -> str:
+        return ":".join([PLATFORM, self.config.user_id, *parts])
+
+    def is_moderator(self, room_id: str, user_id: str) -> bool:
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return False
+        level: int = room.power_levels.get_user_level(user_id)
+        return level >= self.config.moderator_power_level
+
+    def _author(self, room_id: str, user_id: str) -> Author:
+        room = self.client.rooms.get(room_id)
+        name = (room.user_name(user_id) if room is not None else None) or user_id
+        return Author(id=user_id, name=name, is_moderator=self.is_moderator(room_id, user_id))
+
+    async def _is_bot_event(self, room_id: str, event_id: str) -> bool:
+        if event_id in self._own_events:
+            return True
+        response = await self.client.room_get_event(room_id, event_id)
+        if isinstance(response, nio.RoomGetEventResponse):
+            mine = bool(response.event.sender == self.config.user_id)
+            if mine:
+                self._own_events[event_id] = True
+            return mine
+        return False
+
+    async def _is_bot_thread(self, room_id: str, root: str) -> bool:
+        key = f"{room_id}|{root}"
+        if key in self._bot_threads:
+            return True
+        if await self.engine.store.get_state(self._state_key("thread", room_id, root)):
+            self._bot_threads[key] = True
+            return True
+        return False
+
+    async def _remember_thread(self, room_id: str, root: str) -> None:
+        self._bot_threads[f"{room_id}|{root}"] = True
+        await self.engine.store.set_state(self._state_key("thread", room_id, root), "1")
+
+    async def is_direct(self, room_id: str) -> bool:
+        """A direct room: the bot and exactly one human (flagged direct, or unnamed)."""
+        room = self.client.rooms.get(room_id)
+        if room is None or room.member_count != 2:
+            return False
+        others = [u for u in room.users if u != self.config.user_id]
+        if any(u in self.config.ignored_users for u in others):
+            return False
+        flagged = await self.engine.store.get_state(self._state_key("direct", room_id))
+        return flagged == "1" or not room.is_named
+
+    async def mark_direct(self, room_id: str) -> None:
+        await self.engine.store.set_state(self._state_key("direct", room_id), "1")
+
+    def _own(self, event_id: str) -> None:
+        self._own_events[event_id] = True
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def on_message(self, room_id: str, message: Incoming) -> None:
+        """Look at one message from someone else; answer it if the bot is addressed."""
+        text = message.body.strip()
+        prefix = self.config.command_prefix
+        if text == prefix or text.startswith(prefix + " "):
+            self._spawn(self._command(room_id, message, text[len(prefix) :].strip()))
+            return
+        room = self.client.rooms.get(room_id)
+        display = room.user_name(self.config.user_id) if room is not None else None
+        facts = Facts(
+            bot_user_id=self.config.user_id,
+            bot_display_name=display,
+            is_direct=await self.is_direct(room_id),
+            reply_to_is_bot=(
+                message.reply_to is not None and await self._is_bot_event(room_id, message.reply_to)
+            ),
+            thread_is_bot=(
+                message.thread_root is not None
+                and await self._is_bot_thread(room_id, message.thread_root)
+            ),
+        )
+        reason = addressed(message, facts)
+        if reason is None:
+            return
+        log.info(
+            "addressed",
+            extra={"platform": PLATFORM, "room": room_id, "event": message.event_id,
+                   "reason": reason.value},
+        )  # fmt: skip
+        self._spawn(self._turn(room_id, message, display))
+
+    def _thread_root(self, message: Incoming) -> str | None:
+        if message.thread_root is not None:
+            return message.thread_root
+        if self.config.reply_in_thread:
+            return message.event_id
+        return None
+
+    async def _turn(self, room_id: str, message: Incoming, display: str | None) -> None:
+        root = self._thread_root(message)
+        key = SessionKey(PLATFORM, room_id, root if self.config.reply_in_thread else None)
+        if root is not None and self.config.reply_in_thread:
+            await self._remember_thread(room_id, root)
+        sender = RoomSender(self.client, room_id, message.event_id, root)
+        author = self._author(room_id, message.sender)
+        turn = Turn(
+            key=key,
+            author=author,
+            text=strip_mention(message.body, self.config.user_id, display),
+            event_id=message.event_id,
+        )
+        surface_ids: list[str] = []
+
+        def on_sent(event_id: str) -> None:
+            self._own(event_id)
+            self._streaming[event_id] = (key, message.sender)
+            surface_ids.append(event_id)
+
+        surface = MatrixSurface(
+            sender, self.pacer(room_id), max_chars=self.config.max_chars, on_sent=on_sent
+        )
+
+        async def notify(text: str) -> None:
+            await self._post(sender, text, msgtype="m.notice")
+
+        try:
+            await self.engine.handle_turn(turn, surface, notify=notify)
+        finally:
+            for event_id in surface_ids:
+                self._streaming.pop(event_id, None)
+
+    async def _post(self, sender: RoomSender, text: str, *, msgtype: str = "m.text") -> str | None:
+        """Post a one-off message (a notice, a command result), waiting for the room's pacer."""
+        pacer = self.pacer(sender.room_id)
+        for _ in range(3):
+            await pacer.acquire()
+            try:
+                event_id = await sender.send(text, msgtype=msgtype)
+            except RateLimited as err:
+                pacer.penalize(err.retry_after)
+                continue
+            except OllabotError as err:
+                log.warning("could not post in %s: %s", sender.room_id, err.detail)
+                return None
+            self._own(event_id)
+            return event_id
+        log.warning("gave up posting in %s after repeated rate limits", sender.room_id)
+        return None
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command(self, room_id: str, message: Incoming, rest: str) -> None:
+        root = message.thread_root
+        thread = root if self.config.reply_in_thread else None
+        key = SessionKey(PLATFORM, room_id, thread)
+        sender = RoomSender(self.client, room_id, message.event_id, root)
+        ctx = CommandContext(key=key, server=None, author=self._author(room_id, message.sender))
+        try:
+            command = parse_command(rest)
+        except InputRejected as err:
+            await self._post(sender, err.user_message, msgtype="m.notice")
+            return
+        result = await self.engine.execute(ctx, command)
+        event_id = await self._post(sender, result.as_markdown(), msgtype="m.notice")
+        if isinstance(result, PullView) and result.progress is not None and event_id:
+            await self._show_progress(sender, event_id, result)
+
+    async def _show_progress(self, sender: RoomSender, event_id: str, result: PullView) -> None:
+        """Edit the pull's message into a live progress bar, as often as the room allows."""
+        assert result.progress is not None
+        pacer = self.pacer(sender.room_id)
+        last_shown = ""
+        latest = ""
+        last_edit = time.monotonic()
+        async for progress in result.progress:
+            latest = f"**{result.title}**\n{render_progress_bar(progress)}"
+            # Progress lines are skippable: edit at most every few seconds, within the budget.
+            if time.monotonic() - last_edit >= _PROGRESS_INTERVAL:
+                await pacer.acquire()
+                last_shown = await self._try_edit(sender, event_id, latest) or last_shown
+                last_edit = time.monotonic()
+        if latest and latest != last_shown:
+            await pacer.acquire()
+            await self._try_edit(sender, event_id, latest)
+
+    async def _try_edit(self, sender: RoomSender, event_id: str, text: str) -> str | None:
+        pacer = self.pacer(sender.room_id)
+        try:
+            await sender.edit(event_id, text, msgtype="m.notice")
+        except RateLimited as err:
+            pacer.penalize(err.retry_after)
+            return None
+        except OllabotError as err:
+            log.warning("progress edit failed in %s: %s", sender.room_id, err.detail)
+            return None
+        return text
+
+    # --- reactions and encryption -------------------------------------------------------------
+
+    async def on_reaction(self, room_id: str, source: dict[str, Any]) -> None:
+        """A stop reaction on a reply being streamed stops it (asker or moderator only)."""
+        relates = source.get("content", {}).get("m.relates_to", {})
+        if not isinstance(relates, dict) or relates.get("rel_type") != "m.annotation":
+            return
+        target = relates.get("event_id")
+        if relates.get("key") not in STOP_REACTIONS or target not in self._streaming:
+            return
+        key, asker = self._streaming[target]
+        reactor = str(source.get("sender", ""))
+        if reactor != asker and not self.is_moderator(room_id, reactor):
+            return
+        stopped = await self.engine.stop(key)
+        log.info("stop reaction", extra={"platform": PLATFORM, "session": str(key),
+                                          "stopped": stopped})  # fmt: skip
+
+    async def on_encrypted(self, room_id: str) -> None:
+        """Say, at most every ten minutes per room, that encrypted rooms are not supported."""
+        now = time.monotonic()
+        last = self._e2ee_noticed.get(room_id)
+        if last is not None and now - last < _E2EE_NOTICE_INTERVAL:
+            return
+        self._e2ee_noticed[room_id] = now
+        sender = RoomSender(self.client, room_id, "", None)
+        body: dict[str, Any] = {"msgtype": "m.notice", "body": _E2EE_NOTICE, "m.mentions": {}}
+        try:
+            await self.client.room_send(room_id, "m.room.message", body)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            log.warning("could not post the encryption notice in %s: %r", sender.room_id, err)

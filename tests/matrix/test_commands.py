@@ -1,0 +1,102 @@
+"""Commands with the prefix; moderators by power level; settings per room and per thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fakes.fake_ollama import FakeOllama
+from tests.matrix.conftest import Human, RunningBot, StartBot, eventually
+
+pytestmark = pytest.mark.synapse
+
+
+async def command_answer(human: Human, bot: RunningBot, room_id: str, event_id: str) -> str:
+    replies = await eventually(lambda: human.replies_to(room_id, bot.user_id, event_id))
+    await bot.bot.idle()
+    return await human.visible_text(room_id, replies[0]["event_id"])
+
+
+async def setup_room(new_human: Any, bot: RunningBot) -> tuple[Human, Human, str]:
+    """A room where ``mod`` has power 100 and ``member`` power 0."""
+    mod: Human = new_human()
+    member: Human = new_human()
+    room_id = await mod.create_room(invite=(bot.user_id, member.user_id))
+    await member.client.join(room_id)
+    await mod.wait_joined(room_id, bot.user_id)
+    await mod.wait_joined(room_id, member.user_id)
+    return mod, member, room_id
+
+
+async def test_member_below_the_power_level_cannot_change_the_model(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    bot = await start_bot()
+    mod, member, room_id = await setup_room(new_human, bot)
+
+    refused = await member.send(room_id, "!ollabot model set qwen3")
+    text = await command_answer(member, bot, room_id, refused)
+    assert text.startswith("⚠️")
+
+    asked = await member.send(room_id, "which model?", mention=bot.user_id)
+    await eventually(lambda: member.replies_to(room_id, bot.user_id, asked))
+    await bot.bot.idle()
+    assert fake_ollama.requests[-1]["model"].startswith("llama3.2")
+
+
+async def test_moderator_changes_the_room_model_and_it_persists(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    bot = await start_bot()
+    mod, member, room_id = await setup_room(new_human, bot)
+
+    changed = await mod.send(room_id, "!ollabot model set qwen3")
+    assert not (await command_answer(mod, bot, room_id, changed)).startswith("⚠️")
+
+    asked = await member.send(room_id, "hi", mention=bot.user_id)
+    await eventually(lambda: member.replies_to(room_id, bot.user_id, asked))
+    await bot.bot.idle()
+    assert fake_ollama.requests[-1]["model"].startswith("qwen3")
+
+
+async def test_setting_made_in_a_thread_applies_to_that_thread_only(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    bot = await start_bot()
+    mod, _member, room_id = await setup_room(new_human, bot)
+    root = await mod.send(room_id, "start", mention=bot.user_id)
+    await eventually(lambda: mod.replies_to(room_id, bot.user_id, root))
+    await bot.bot.idle()
+
+    changed = await mod.send(room_id, "!ollabot model set qwen3", thread_root=root)
+    await command_answer(mod, bot, room_id, changed)
+    in_thread = await mod.send(room_id, "in thread", thread_root=root)
+    await eventually(lambda: mod.replies_to(room_id, bot.user_id, in_thread))
+    await bot.bot.idle()
+    assert fake_ollama.requests[-1]["model"].startswith("qwen3")
+
+    elsewhere = await mod.send(room_id, "outside", mention=bot.user_id)
+    await eventually(lambda: mod.replies_to(room_id, bot.user_id, elsewhere))
+    await bot.bot.idle()
+    assert fake_ollama.requests[-1]["model"].startswith("llama3.2")
+
+
+async def test_unknown_command_gets_usage_and_pull_shows_progress_to_the_end(
+    new_human: Any, start_bot: StartBot
+) -> None:
+    bot = await start_bot()
+    mod, member, room_id = await setup_room(new_human, bot)
+
+    bad = await mod.send(room_id, "!ollabot frobnicate")
+    assert await command_answer(mod, bot, room_id, bad)
+
+    pull = await mod.send(room_id, "!ollabot pull qwen3")
+    text = await command_answer(mod, bot, room_id, pull)
+    assert "success" in text or "100%" in text
+
+    refused = await member.send(room_id, "!ollabot pull qwen3")
+    assert (await command_answer(member, bot, room_id, refused)).startswith("⚠️")
