@@ -1,0 +1,48 @@
+"""The ``[discord]`` table of the configuration, validated once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DISCORD_API = "https://discord.com/api/v10"
+DISCORD_GATEWAY = "wss://gateway.discord.gg/"
+
+
+class DiscordConfig(BaseModel):
+    """How the Discord adapter behaves. The token is not here: it comes from ``DISCORD_TOKEN``.
+
+    Attributes:
+        api_base_url: Discord's REST API, or a rate-limit proxy in front of it.
+        gateway_url: Discord's gateway websocket, or a proxy.
+        guild_ids: Sync slash commands to these guilds (instant); empty syncs them globally.
+        moderator_roles: Role names or ids whose members count as moderators, besides members
+            with Manage Channels or Manage Server.
+        allowed_guilds / allowed_channels / allowed_roles / allowed_users: When non-empty, only
+            these may use the bot. A category id covers its channels, a channel its threads.
+        blocked_guilds / blocked_channels / blocked_roles / blocked_users: Never answered.
+        allow_dms: Answer direct messages.
+        respond_to_bots: Answer other bots' messages (never the bot's own).
+        show_footer: Show model and tokens/s under finished replies.
+        max_attachment_bytes: Larger attachments are left out, with a note.
+        guild_ready_timeout: Seconds discord.py waits for guilds before ``on_ready``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_base_url: str = DISCORD_API
+    gateway_url: str = DISCORD_GATEWAY
+    guild_ids: tuple[int, ...] = ()
+    moderator_roles: tuple[str, ...] = ()
+    allowed_guilds: frozenset[int] = frozenset()
+    allowed_channels: frozenset[int] = frozenset()
+    allowed_roles: frozenset[int] = frozenset()
+    allowed_users: frozenset[int] = frozenset()
+    blocked_guilds: frozenset[int] = frozenset()
+    blocked_channels: frozenset[int] = frozenset()
+    blocked_roles: frozenset[int] = frozenset()
+    blocked_users: frozenset[int] = frozenset()
+    allow_dms: bool = False
+    respond_to_bots: bool = False
+    show_footer: bool = True
+    max_attachment_bytes: int = Field(default=512 * 1024, ge=0)
+    guild_ready_timeout: float = Field(default=2.0, ge=0)

@@ -1,0 +1,50 @@
+"""How replies and command results look on Discord: footers, clipped bodies, progress bars."""
+
+from __future__ import annotations
+
+from bot.commands import CommandResult
+from bot.streaming import ReplyStatus
+from bot.types import Outcome
+
+MAX_CONTENT = 2000
+"""Discord's limit on a message's ``content``."""
+
+_OUTCOME_LABEL = {
+    Outcome.COMPLETE: "",
+    Outcome.STOPPED: "⏹️ stopped",
+    Outcome.INTERRUPTED: "⚠️ interrupted",
+    Outcome.ERROR: "⚠️ error",
+}
+
+
+def render_footer(status: ReplyStatus, *, show_details: bool) -> str:
+    """The small footer under a finished reply ("" when there is nothing worth saying).
+
+    A reply that ended early always says so, with the reason; model and speed are shown only
+    when ``show_details`` (the ``show_footer`` setting).
+    """
+    parts: list[str] = []
+    label = _OUTCOME_LABEL[status.outcome]
+    if label:
+        parts.append(f"{label}: {status.error}" if status.error else label)
+    if show_details and status.outcome is not Outcome.ERROR:
+        if status.model:
+            parts.append(status.model)
+        if status.tokens_per_second:
+            parts.append(f"{status.tokens_per_second:.1f} tokens/s")
+    if not parts:
+        return ""
+    # "-#" is Discord's subtext markdown: a small grey line.
+    return "\n-# " + " · ".join(parts)
+
+
+def clip(text: str, limit: int = MAX_CONTENT) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def render_result(result: CommandResult) -> str:
+    """A command result as one Discord message."""
+    return clip(result.as_markdown())

@@ -1,0 +1,50 @@
+"""What the message and command handlers share: the engine, the policy, pacers, chains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from adapters.discord.access import AccessPolicy
+from adapters.discord.chains import ReplyChains
+from adapters.discord.config import DiscordConfig
+from bot.engine import Engine
+from bot.streaming import Pacer
+from bot.turn import SessionKey
+
+
+class Running:
+    """The sessions replying right now, per channel, so ``/stop`` in a channel finds them."""
+
+    def __init__(self) -> None:
+        self._by_channel: dict[int, set[SessionKey]] = {}
+
+    @contextmanager
+    def track(self, channel_id: int, key: SessionKey) -> Iterator[None]:
+        keys = self._by_channel.setdefault(channel_id, set())
+        keys.add(key)
+        try:
+            yield
+        finally:
+            keys.discard(key)
+
+    def keys_in(self, channel_id: int) -> list[SessionKey]:
+        return list(self._by_channel.get(channel_id, ()))
+
+
+@dataclass
+class Runtime:
+    """Handlers' shared state. ``pacer_for`` gives the one pacer of a channel id."""
+
+    engine: Engine
+    config: DiscordConfig
+    pacer_for: Callable[[int], Pacer]
+    policy: AccessPolicy = field(init=False)
+    chains: ReplyChains = field(init=False)
+    running: Running = field(default_factory=Running)
+    token_channels: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.policy = AccessPolicy(self.config)
+        self.chains = ReplyChains(self.engine.store)

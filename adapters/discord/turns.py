@@ -1,0 +1,121 @@
+"""``/chat`` and ``/ask``: conversations started by a slash command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from adapters.discord.places import chain_key, room_key
+from adapters.discord.render import clip
+from adapters.discord.runtime import Runtime
+from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface
+from bot.commands import CommandContext
+from bot.turn import Turn
+
+Interaction = discord.Interaction[Any]
+
+THREAD_NAME_MAX = 100
+
+
+def thread_name(prompt: str) -> str:
+    """A thread title from the prompt: its first line, cut at a word within Discord's 100."""
+    line = " ".join(prompt.split())
+    if len(line) <= THREAD_NAME_MAX:
+        return line or "Conversation"
+    cut = line[: THREAD_NAME_MAX - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandContext) -> None:
+    """Open a thread named after the prompt and answer inside it.
+
+    Later messages in the thread continue the conversation without a mention (the bot owns the
+    thread). Where no thread can be opened (a DM, or already inside a thread), it answers in
+    place, in that conversation.
+    """
+    await interaction.response.defer(thinking=True)
+    channel: Any = interaction.channel
+    if isinstance(channel, discord.TextChannel):
+        thread: Any = await channel.create_thread(
+            name=thread_name(prompt),
+            type=discord.ChannelType.public_thread,
+            auto_archive_duration=1440,
+        )
+        await interaction.edit_original_response(
+            content=f"🧵 {interaction.user.mention} started a conversation: {thread.mention}",
+            allowed_mentions=NO_MENTIONS,
+        )
+        pacer = rt.pacer_for(thread.id)
+        await pacer.acquire()
+        await thread.send(
+            clip(f"**{interaction.user.display_name}** asked:\n>>> {prompt}"),
+            allowed_mentions=NO_MENTIONS,
+        )
+        surface: ChannelSurface | InteractionSurface = ChannelSurface(
+            thread, pacer, show_footer=rt.config.show_footer
+        )
+        key = room_key(thread)
+        target = thread.id
+    else:
+        surface = _interaction_surface(interaction, rt, ephemeral=False)
+        key = ctx.key
+        target = interaction.channel_id or 0
+    turn = Turn(
+        key=key,
+        author=ctx.author,
+        text=prompt,
+        server=ctx.server,
+        event_id=str(interaction.id),
+    )
+    with rt.running.track(target, key):
+        await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+
+
+async def ask(
+    interaction: Interaction,
+    rt: Runtime,
+    prompt: str,
+    ctx: CommandContext,
+    *,
+    private: bool,
+) -> None:
+    """Answer once, in place; privately (ephemeral) when asked. Replies to it continue it."""
+    await interaction.response.defer(thinking=True, ephemeral=private)
+    root = f"ask-{interaction.id}"
+    channel_id = interaction.channel_id or 0
+    key = chain_key(channel_id, root)
+    surface = _interaction_surface(interaction, rt, ephemeral=private)
+    turn = Turn(
+        key=key,
+        author=ctx.author,
+        text=prompt,
+        server=ctx.server,
+        event_id=str(interaction.id),
+    )
+    with rt.running.track(channel_id, key):
+        result = await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+    if not private:
+        await rt.chains.link(root, result.message_ids or surface.sent)
+
+
+def _interaction_surface(
+    interaction: Interaction, rt: Runtime, *, ephemeral: bool
+) -> InteractionSurface:
+    channel_id = interaction.channel_id or 0
+    rt.token_channels[interaction.token] = channel_id
+    channel: Any = interaction.channel
+    return InteractionSurface(
+        interaction,
+        rt.pacer_for(channel_id),
+        fallback=channel,
+        ephemeral=ephemeral,
+        show_footer=rt.config.show_footer,
+    )
+
+
+def _notifier(interaction: Interaction) -> Any:
+    async def notify(text: str) -> None:
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    return notify
