@@ -1,0 +1,157 @@
+"""Pacing arithmetic on a fake clock: bursts, refill, fairness, 429 learning, rate-limit headers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.pacing import IntervalPacer, PacerPool, TokenBucketPacer
+from bot.streaming import Pacer
+
+
+class FakeClock:
+    """Time that only moves when someone sleeps; sleeps return at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def grant_times(pacer: Pacer, clock: FakeClock, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        await pacer.acquire()
+        times.append(clock.now - 1000.0)
+    return times
+
+
+def bucket(clock: FakeClock, rate: float = 1.0, burst: int = 5) -> TokenBucketPacer:
+    return TokenBucketPacer(rate, burst, clock=clock, sleep=clock.sleep)
+
+
+async def test_token_bucket_grants_the_burst_at_once_then_paces_at_the_rate() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    assert await grant_times(pacer, clock, 7) == pytest.approx([0, 0, 0, 0, 0, 1, 2])
+
+
+async def test_token_bucket_refills_while_idle_up_to_the_burst() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=0.2, burst=10)
+    await grant_times(pacer, clock, 10)
+    clock.now += 100.0  # idle long enough to refill far beyond the burst
+    assert pacer.tokens == pytest.approx(10)
+
+
+async def test_penalize_blocks_until_retry_after_and_learns_a_slower_rate() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    await pacer.acquire()
+    pacer.penalize(3.0)
+    assert pacer.rate < 1.0
+    assert pacer.burst == 4
+    times = await grant_times(pacer, clock, 2)
+    # The retry goes at the retry_after, then one token per (learned) 1/rate seconds: no burst.
+    assert times[0] == pytest.approx(3.0)
+    assert times[1] - times[0] == pytest.approx(1 / pacer.rate)
+
+
+async def test_learned_slowdown_is_forgotten_after_a_quiet_period() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 5, recover_after=60.0, clock=clock, sleep=clock.sleep)
+    pacer.penalize(1.0)
+    pacer.penalize(1.0)
+    assert pacer.rate < 1.0
+    clock.now += 61.0
+    assert pacer.tokens == pytest.approx(5)
+    assert (pacer.rate, pacer.burst) == (1.0, 5)
+
+
+async def test_rate_never_drops_below_an_eighth_of_the_configured_rate() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    for _ in range(50):
+        pacer.penalize(0.0)
+    assert pacer.rate == pytest.approx(1 / 8)
+    assert pacer.burst == 1
+
+
+async def test_headers_with_nothing_remaining_block_until_the_reset_then_refill() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=0.1, burst=5)
+    pacer.update_from_headers(limit=5, remaining=0, reset_after=4.0)
+    times = await grant_times(pacer, clock, 5)
+    # The whole window comes back at the reset, as on a fixed-window platform.
+    assert times == pytest.approx([4.0] * 5)
+
+
+async def test_headers_cap_our_tokens_to_what_the_platform_says_remains() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    pacer.update_from_headers(limit=5, remaining=1, reset_after=10.0)
+    assert pacer.tokens == pytest.approx(1)
+    pacer.update_from_headers(limit=2, remaining=2, reset_after=1.0)
+    assert pacer.burst == 2
+
+
+async def test_waiters_are_served_first_come_first_served() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=1)
+    order: list[str] = []
+
+    async def reply(name: str, operations: int) -> None:
+        for index in range(operations):
+            await pacer.acquire()
+            order.append(f"{name}{index}")
+            await asyncio.sleep(0)  # the caller does its send; others queue meanwhile
+
+    await asyncio.gather(reply("a", 4), reply("b", 4), reply("c", 4))
+    # A long reply does not hog the channel: the grants rotate between the three.
+    firsts = [order.index(f"{name}0") for name in "abc"]
+    assert max(firsts) <= 2
+    assert order[:6] == ["a0", "b0", "c0", "a1", "b1", "c1"]
+
+
+async def test_interval_pacer_spaces_grants_and_honours_429() -> None:
+    clock = FakeClock()
+    pacer = IntervalPacer(0.5, clock=clock, sleep=clock.sleep)
+    assert await grant_times(pacer, clock, 3) == pytest.approx([0, 0.5, 1.0])
+    pacer.penalize(2.0)
+    assert pacer.interval == pytest.approx(0.75)
+    times = await grant_times(pacer, clock, 1)
+    assert times[0] == pytest.approx(1.0 + 2.0)
+
+
+async def test_zero_interval_pacer_never_waits_until_a_429() -> None:
+    clock = FakeClock()
+    pacer = IntervalPacer(0.0, clock=clock, sleep=clock.sleep)
+    assert await grant_times(pacer, clock, 100) == [0.0] * 100
+    pacer.penalize(1.0)
+    await pacer.acquire()
+    assert clock.now - 1000.0 == pytest.approx(1.0)
+
+
+def test_pool_shares_one_pacer_per_destination() -> None:
+    pool = PacerPool(lambda: IntervalPacer(1.0), max_size=2)
+    room = pool.get("!room:a")
+    assert pool.get("!room:a") is room
+    assert pool.get("!room:b") is not room
+    pool.get("!room:c")
+    assert len(pool) == 2  # least recently used forgotten
+    assert pool.get("!room:a") is not room
+
+
+def test_pacers_reject_impossible_settings() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        TokenBucketPacer(0, 5)
+    with pytest.raises(ValueError, match="interval"):
+        IntervalPacer(-1)
