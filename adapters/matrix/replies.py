@@ -18,7 +18,7 @@ from cachetools import LRUCache
 
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
-from adapters.matrix.surface import MatrixSurface, RoomSender
+from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
 from bot.commands import CommandContext, PullView, parse_command, render_progress_bar
 from bot.errors import InputRejected, OllabotError, RateLimited
 from bot.pacing import TokenBucketPacer
@@ -63,24 +63,26 @@ class Replier:
         self.engine = engine
         self.config = config
         self._spawn = spawn
-        self._pacers: dict[str, Pacer] = {}
+        self._pacer: Pacer = TokenBucketPacer(
+            rate=config.messages_per_second, burst=config.message_burst
+        )
         self._own_events: LRUCache[str, bool] = LRUCache(maxsize=10_000)
         self._bot_threads: LRUCache[str, bool] = LRUCache(maxsize=10_000)
         # event id of a reply being streamed -> (session, author who asked)
         self._streaming: dict[str, tuple[SessionKey, str]] = {}
         self._e2ee_noticed: dict[str, float] = {}
+        self.stats = SendStats()
 
     # --- helpers ------------------------------------------------------------------------------
 
     def pacer(self, room_id: str) -> Pacer:
-        """The room's pacer: every reply in a room shares the homeserver's ``rc_message``."""
-        pacer = self._pacers.get(room_id)
-        if pacer is None:
-            pacer = TokenBucketPacer(
-                rate=self.config.messages_per_second, burst=self.config.message_burst
-            )
-            self._pacers[room_id] = pacer
-        return pacer
+        """The pacer for sends to ``room_id``.
+
+        Synapse's ``rc_message`` is counted per sending user, not per room, so every room
+        shares the bot's one bucket: two replies streaming in two rooms split the budget
+        instead of each spending all of it.
+        """
+        return self._pacer
 
     def _state_key(self, *parts: str) -> str:
         return ":".join([PLATFORM, self.config.user_id, *parts])
@@ -199,7 +201,11 @@ class Replier:
             surface_ids.append(event_id)
 
         surface = MatrixSurface(
-            sender, self.pacer(room_id), max_chars=self.config.max_chars, on_sent=on_sent
+            sender,
+            self.pacer(room_id),
+            max_chars=self.config.max_chars,
+            on_sent=on_sent,
+            stats=self.stats,
         )
 
         async def notify(text: str) -> None:

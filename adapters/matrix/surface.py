@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,7 +21,7 @@ from bot.errors import ChatError, RateLimited
 from bot.streaming import Pacer, ReplyStatus
 from bot.types import Outcome
 
-__all__ = ["MatrixSurface", "RoomSender", "send_checked"]
+__all__ = ["MatrixSurface", "RoomSender", "SendStats", "send_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ async def send_checked(client: nio.AsyncClient, room_id: str, body: dict[str, An
         f"The homeserver refused the message ({status}).",
         {"room": room_id, "error": str(response)},
     )
+
+
+@dataclass
+class SendStats:
+    """Counters across every reply of one bot (for logs and the benchmark)."""
+
+    messages: int = 0
+    edits: int = 0
+    rate_limited: int = 0
 
 
 class RoomSender:
@@ -104,6 +114,7 @@ class MatrixSurface:
         max_chars: Longest body of one message.
         on_sent: Called with each new event id (the adapter maps it to the session, so a
             reaction on it can stop the reply).
+        stats: Counters shared by every surface of the bot.
     """
 
     def __init__(
@@ -113,14 +124,14 @@ class MatrixSurface:
         *,
         max_chars: int,
         on_sent: Callable[[str], None] | None = None,
+        stats: SendStats | None = None,
     ) -> None:
         self._sender = sender
         self._pacer = pacer
         self._max_chars = max_chars
         self._on_sent = on_sent
         self.sent: list[str] = []
-        self.edits = 0
-        self.rate_limited = 0
+        self.stats = stats if stats is not None else SendStats()
 
     @property
     def max_chars(self) -> int:
@@ -134,8 +145,9 @@ class MatrixSurface:
         try:
             event_id = await self._sender.send(text, first=not self.sent)
         except RateLimited:
-            self.rate_limited += 1
+            self.stats.rate_limited += 1
             raise
+        self.stats.messages += 1
         self.sent.append(event_id)
         if self._on_sent is not None:
             self._on_sent(event_id)
@@ -146,9 +158,9 @@ class MatrixSurface:
         try:
             await self._sender.edit(message_id, text)
         except RateLimited:
-            self.rate_limited += 1
+            self.stats.rate_limited += 1
             raise
-        self.edits += 1
+        self.stats.edits += 1
 
     def render_status(self, status: ReplyStatus) -> str:
         if status.outcome is Outcome.COMPLETE:
