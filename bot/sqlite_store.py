@@ -146,7 +146,8 @@ async def _run(db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -
 
 
 async def _rollback_quietly(db: aiosqlite.Connection) -> None:
-    # Queued behind whatever ran last, so it also undoes a BEGIN whose COMMIT never came.
+    # The worker runs statements in order, so this ROLLBACK (queued before the first suspension,
+    # even in a cancelled task) lands after the BEGIN it undoes and before anyone else's work.
     try:
         await db.execute("ROLLBACK")
     except sqlite3.Error as exc:
@@ -164,8 +165,8 @@ async def _apply_migrations(db: aiosqlite.Connection, target: int) -> int:
             break
         # IMMEDIATE takes the write lock before reading the version, so two processes opening
         # the same file cannot both apply a step.
-        await _run(db, "BEGIN IMMEDIATE")
         try:
+            await _run(db, "BEGIN IMMEDIATE")
             rows = await _fetch(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
             current = int(rows[0][0])
             if current > LATEST_VERSION:
@@ -276,7 +277,7 @@ class SqliteStore:
         if self._db is not None:
             return
         if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         try:
             db = await _connect(self.path, self.busy_timeout_ms)
             try:
@@ -311,8 +312,10 @@ class SqliteStore:
     async def _transaction(self, operation: str) -> AsyncIterator[aiosqlite.Connection]:
         """Like :meth:`_op`, inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
         async with self._op(operation) as db:
-            await _run(db, "BEGIN IMMEDIATE")
+            # BEGIN inside the try: a caller cancelled while BEGIN is queued must still roll
+            # back, or the connection stays in a transaction every later caller trips over.
             try:
+                await _run(db, "BEGIN IMMEDIATE")
                 yield db
                 await _run(db, "COMMIT")
             except BaseException:

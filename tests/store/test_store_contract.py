@@ -8,6 +8,7 @@ instance, open another, read back. A second implementation joins by adding a par
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -416,3 +417,21 @@ async def test_concurrent_resets_leave_exactly_one_current_session(store: Store)
     # The current one is the newest: every message appended now lands in the same session.
     current = await asyncio.gather(*(store.session_id(KEY) for _ in range(5)))
     assert len(set(current)) == 1
+
+
+async def test_a_cancelled_reset_leaves_the_store_consistent(store: Store) -> None:
+    # Cancel at every point a reset can be waiting at; whatever was done is kept or undone whole.
+    session = await store.session_id(KEY)
+    for ticks in range(12):
+        task = asyncio.ensure_future(store.reset_session(KEY))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            session = await task
+        current = await store.session_id(KEY)
+        assert current >= session
+        session = current
+        await store.append(session, user(f"after cancel {ticks}"))
+        assert await store.recent_messages(session, 1) != []
+    assert len({await store.session_id(KEY) for _ in range(3)}) == 1
