@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from bot.errors import InputRejected
 
-__all__ = ["DEFAULT_MAX_CHARS", "ChatInput", "clean_text", "validate_input"]
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "ChatInput",
+    "clean_text",
+    "validate_input",
+    "validate_system_prompt",
+]
 
 DEFAULT_MAX_CHARS = 4096
 
@@ -143,3 +149,20 @@ def validate_input(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     except ValidationError as err:
         raise _rejected(err) from err
     return checked.message
+
+
+def validate_system_prompt(text: str | None, *, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
+    """Clean and check a system prompt; blank means "no system prompt".
+
+    Raises:
+        InputRejected: The prompt is longer than ``max_chars`` after cleaning.
+    """
+    if text is None:
+        return None
+    try:
+        checked = ChatInput.model_validate(
+            {"message": "-", "system_prompt": text}, context={"max_chars": max_chars}
+        )
+    except ValidationError as err:
+        raise _rejected(err) from err
+    return checked.system_prompt

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.errors import InputRejected
-from bot.validation import ChatInput, clean_text, validate_input
+from bot.validation import ChatInput, clean_text, validate_input, validate_system_prompt
 
 
 def test_control_and_zero_width_characters_are_stripped_but_newline_and_tab_kept() -> None:
@@ -66,3 +66,11 @@ def test_over_long_system_prompt_is_rejected() -> None:
 def test_non_text_message_is_rejected_clearly() -> None:
     with pytest.raises(InputRejected, match="must be text"):
         ChatInput.parse(123)  # type: ignore[arg-type]
+
+
+def test_system_prompt_helper_cleans_blanks_and_limits() -> None:
+    assert validate_system_prompt(None) is None
+    assert validate_system_prompt(" \u200b ") is None
+    assert validate_system_prompt("be\x00 kind") == "be kind"
+    with pytest.raises(InputRejected, match="The system prompt is 11 characters; the limit is 10."):
+        validate_system_prompt("s" * 11, max_chars=10)

@@ -1,0 +1,393 @@
+"""``ChatManager``: one conversation with one Ollama model, for scripts and the terminal.
+
+It is the library face of the engine: it validates input, keeps the history (trimmed to the
+model's context), applies a chat mode, offers tools to models that can use them, and runs
+chain-of-thought prompts. Streaming, retries, timeouts, tool rounds and caching are the job of
+:class:`bot.generation.Generator`; talking to Ollama is that of
+:class:`bot.ollama_backend.OllamaChatModel`.
+
+Example::
+
+    async with ChatManager(ModelConfig(name="llama3.2"), system_prompt="Be brief.") as chat:
+        await chat.initialize_model()
+        async for chunk in chat.send_message("Hello!"):
+            print(chunk.content, end="")
+        reply = await chat.get_response_with_meta("And in French?")
+        print(reply.content, reply.tokens_per_second)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from bot.backend import ChatModel, ChatRequest
+from bot.cache import ResponseCache
+from bot.errors import ChatError
+from bot.generation import Generator, ResponseStream, Timeouts, ToolRunnerLike
+from bot.history import trim_to_budget
+from bot.ollama_backend import OllamaChatModel
+from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
+from bot.retry import RetryPolicy
+from bot.tools import Tool, ToolRegistry, builtin_tools
+from bot.types import (
+    ChatMode,
+    Message,
+    ModelConfig,
+    ModelInfo,
+    Outcome,
+    Response,
+    Role,
+    StreamChunk,
+)
+from bot.validation import DEFAULT_MAX_CHARS, validate_input, validate_system_prompt
+
+__all__ = ["DEFAULT_CONTEXT_CAP", "ChatManager"]
+
+log = logging.getLogger(__name__)
+
+# Without a configured context length the manager asks Ollama for at most this many tokens of
+# context: a model's advertised maximum (often 128k) would make Ollama allocate a huge KV cache.
+DEFAULT_CONTEXT_CAP = 8192
+# Until ``initialize_model`` has asked Ollama, assume Ollama's own default context.
+_ASSUMED_CONTEXT = 4096
+
+
+class _HistoryStream(ResponseStream):
+    """A :class:`ResponseStream` that reports its response once, when it ends or is stopped.
+
+    Only the public surface of ``ResponseStream`` is extended: the hook runs when the ``done``
+    chunk arrives (complete, interrupted, stopped while waiting, cached) or after ``aclose``.
+    A stream that fails before any text raises and reports nothing.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        request: ChatRequest,
+        tool_runner: ToolRunnerLike | None,
+        on_end: Callable[[Response], None],
+    ) -> None:
+        super().__init__(generator, request, tool_runner, max_tool_rounds=4)
+        self._history_hook = on_end
+        self._history_recorded = False
+
+    def _record(self) -> None:
+        response = self.response
+        if response is None or self._history_recorded:
+            return
+        self._history_recorded = True
+        self._history_hook(response)
+
+    async def __anext__(self) -> StreamChunk:
+        try:
+            chunk = await super().__anext__()
+        except StopAsyncIteration:
+            self._record()
+            raise
+        if chunk.done:
+            self._record()
+        return chunk
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._record()
+
+
+class ChatManager:
+    """One conversation with one Ollama model. Use it as an async context manager.
+
+    It owns its backend (one HTTP client) and closes it on exit, unless the backend was passed in
+    as ``model`` (then the caller closes it).
+
+    Until :meth:`initialize_model` has asked Ollama about the model, a 4096-token context is
+    assumed and neither thinking nor tools are used.
+
+    Args:
+        config: Model name and sampling overrides (default ``ModelConfig()``).
+        host: Ollama's URL (default: the ``ollama`` library's, ``OLLAMA_HOST`` or localhost).
+        system_prompt: Who the bot is; always kept when the history is trimmed.
+        mode: Sampling options and a system-prompt addendum (see :class:`bot.types.ChatMode`).
+        timeouts: Time limits per reply (``Timeouts.connect`` is also the connect timeout).
+        retry: Retries before the first token (default ``RetryPolicy()``).
+        cache: Replies to repeat deterministic requests from (temperature 0 or a fixed seed).
+        max_input_chars: The longest message accepted.
+        model: A ready backend to use instead of building an ``OllamaChatModel``.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        host: str | None = None,
+        system_prompt: str | None = None,
+        mode: ChatMode = ChatMode.BALANCED,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        cache: ResponseCache | None = None,
+        max_input_chars: int = DEFAULT_MAX_CHARS,
+        model: ChatModel | None = None,
+    ) -> None:
+        self.config = config or ModelConfig()
+        timeouts = timeouts or Timeouts()
+        self._owns_model = model is None
+        self._model: ChatModel = (
+            model if model is not None else OllamaChatModel(host, connect_timeout=timeouts.connect)
+        )
+        self._generator = Generator(
+            self._model, timeouts=timeouts, retry=retry or RetryPolicy(), cache=cache
+        )
+        self.cache = cache
+        self.max_input_chars = max_input_chars
+        self._mode = mode
+        self._system_prompt: str | None = None
+        self.system_prompt = system_prompt
+        self._info: ModelInfo | None = None
+        self._tools: ToolRegistry | None = None
+        self._history: list[Message] = []
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the backend's HTTP client (if this manager built it). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_model:
+            await self._model.close()
+
+    # -- the model ---------------------------------------------------------------------------
+
+    async def initialize_model(self, name: str | None = None) -> ModelInfo:
+        """Switch to model ``name`` (default: the configured one) and learn what it can do.
+
+        Asks Ollama for the model's context length and capabilities (tools, thinking, vision).
+
+        Args:
+            name: An installed model, e.g. ``"llama3.2"`` or ``"qwen3:8b"``.
+
+        Returns:
+            What Ollama reports about the model.
+
+        Raises:
+            ModelNotFoundError: The model is not installed; ``available_models`` lists what is.
+            OllamaUnavailableError: Ollama cannot be reached.
+        """
+        name = name or self.config.name
+        info = await self._model.show(name)
+        self.config = self.config.model_copy(update={"name": name})
+        self._info = info
+        log.info(
+            "model ready",
+            extra={
+                "model": name,
+                "context_length": info.context_length,
+                "capabilities": sorted(info.capabilities),
+            },
+        )
+        return info
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """What Ollama reported in :meth:`initialize_model` (``None`` before)."""
+        return self._info
+
+    async def available_models(self) -> list[str]:
+        """The names of the models installed in Ollama."""
+        return [m.name for m in await self._model.list_models()]
+
+    @property
+    def context_length(self) -> int:
+        """The context window requests use: configured, else the model's (capped), else 4096."""
+        if self.config.context_length is not None:
+            return self.config.context_length
+        if self._info is not None:
+            return min(self._info.context_length, DEFAULT_CONTEXT_CAP)
+        return _ASSUMED_CONTEXT
+
+    @property
+    def history_budget(self) -> int:
+        """Tokens the prompt may use: the context minus room for the reply."""
+        context = self.context_length
+        reserve = self.config.num_predict or min(1024, context // 4)
+        return max(1, context - reserve)
+
+    # -- mode, system prompt, tools ----------------------------------------------------------
+
+    @property
+    def mode(self) -> ChatMode:
+        """The current chat mode."""
+        return self._mode
+
+    def set_mode(self, mode: ChatMode) -> None:
+        """Answer in ``mode`` from the next message on (sampling options and prompt addendum)."""
+        self._mode = ChatMode(mode)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system prompt (without the mode's addendum)."""
+        return self._system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, value: str | None) -> None:
+        self._system_prompt = validate_system_prompt(value, max_chars=self.max_input_chars)
+
+    def enable_function_calling(self, tools: Sequence[Tool[Any]] | None = None) -> None:
+        """Offer tools to the model from the next message on.
+
+        Args:
+            tools: The tools; ``None`` offers the built-ins (``current_time``, ``calculate``).
+
+        Raises:
+            ChatError: The model is not initialized, or does not support tools.
+        """
+        if self._info is None:
+            raise ChatError(
+                "Call initialize_model() first: tools are only offered to models that support "
+                "them.",
+                {"model": self.config.name},
+            )
+        if not self._info.supports_tools:
+            capabilities = ", ".join(sorted(self._info.capabilities)) or "none"
+            raise ChatError(
+                f"Model '{self.config.name}' does not support tools "
+                f"(its capabilities: {capabilities}).",
+                {"model": self.config.name},
+            )
+        self._tools = ToolRegistry(builtin_tools() if tools is None else tools)
+
+    def disable_function_calling(self) -> None:
+        """Stop offering tools."""
+        self._tools = None
+
+    @property
+    def tools(self) -> ToolRegistry | None:
+        """The tools offered to the model, or ``None``."""
+        return self._tools
+
+    # -- history -----------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[Message]:
+        """The conversation so far (a copy), oldest first; the system prompt is not part of it."""
+        return list(self._history)
+
+    def clear_history(self) -> None:
+        """Forget the conversation (the system prompt, mode and tools stay)."""
+        self._history.clear()
+
+    def _system_message(self, base: str | None = None) -> Message | None:
+        parts = [p for p in (base or self._system_prompt, self._mode.profile.addendum) if p]
+        return Message(role=Role.SYSTEM, content="\n\n".join(parts)) if parts else None
+
+    def _request(
+        self, messages: list[Message], *, format: dict[str, Any] | None = None
+    ) -> ChatRequest:
+        options = self.config.options(self._mode)
+        options.setdefault("num_ctx", self.context_length)
+        info = self._info
+        think = bool(self.config.think and info is not None and info.supports_thinking)
+        return ChatRequest(
+            model=self.config.name,
+            messages=tuple(messages),
+            options=options,
+            think=think,
+            format=format,
+            keep_alive=self.config.keep_alive,
+        )
+
+    def _tool_runner(self) -> ToolRegistry | None:
+        if self._tools is None or self._info is None or not self._info.supports_tools:
+            return None
+        return self._tools
+
+    # -- talking -----------------------------------------------------------------------------
+
+    def send_message(self, text: str) -> ResponseStream:
+        """Ask the model; returns the reply as a stream.
+
+        Iterate the stream for :class:`bot.types.StreamChunk` s (thinking arrives in
+        ``chunk.thinking``), ``await`` it for the whole :class:`bot.types.Response`, or both.
+        Use ``async with`` (or ``aclose()``) to stop early: the partial text is kept.
+
+        When the reply ends with any text (complete, stopped, or interrupted by a lost
+        connection), the message and the reply are added to the history; thinking never is. A
+        reply that fails before any text raises and leaves the history unchanged.
+
+        Args:
+            text: The user's message.
+
+        Returns:
+            The reply stream (nothing is sent until it is iterated or awaited).
+
+        Raises:
+            InputRejected: At once, if the message is empty or too long; nothing is sent.
+        """
+        cleaned = validate_input(text, max_chars=self.max_input_chars)
+        user = Message(role=Role.USER, content=cleaned)
+        system = self._system_message()
+        messages = ([system] if system else []) + [*self._history, user]
+        messages = trim_to_budget(messages, self.history_budget)
+
+        def remember(response: Response) -> None:
+            self._history.append(user)
+            if response.content.strip():
+                self._history.append(
+                    Message(
+                        role=Role.ASSISTANT,
+                        content=response.content,
+                        metadata={"outcome": response.outcome.value},
+                    )
+                )
+
+        return _HistoryStream(
+            self._generator, self._request(messages), self._tool_runner(), remember
+        )
+
+    async def get_response_with_meta(self, text: str) -> Response:
+        """Ask the model and wait for the whole reply, with its timings and token counts.
+
+        Raises:
+            InputRejected: The message is empty or too long.
+            OllamaError: The model failed before answering (not installed, unreachable, timeout).
+        """
+        return await self.send_message(text)
+
+    async def execute_chain(self, prompt: ChainOfThoughtPrompt) -> ChainResult:
+        """Solve ``prompt`` step by step; the exchange is not added to the history.
+
+        The model is asked for JSON matching ``prompt.schema()`` (Ollama's structured output);
+        replies that ignore it are still read by :func:`bot.prompts.parse_chain`.
+
+        Raises:
+            InputRejected: The task is empty or too long.
+            ChatError: The model stopped before giving any answer.
+            OllamaError: The model failed before answering.
+        """
+        task = validate_input(prompt.task, max_chars=self.max_input_chars)
+        prompt = ChainOfThoughtPrompt(task=task, steps=prompt.steps)
+        messages = prompt.messages(system_prompt=self._system_prompt)
+        request = self._request(messages, format=prompt.schema())
+        response = await self._generator.stream(request)
+        if not response.content.strip():
+            raise ChatError(
+                "The model gave no answer to the step-by-step task.",
+                {"model": self.config.name, "outcome": response.outcome.value},
+            )
+        if response.outcome is not Outcome.COMPLETE:
+            log.warning("chain-of-thought reply incomplete: %s", response.error)
+        return parse_chain(response.content)
