@@ -5,6 +5,7 @@ Neither prints a secret: only whether each one is set.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TextIO
 
 from bot.config import BotConfig
 from bot.errors import OllamaError
+from bot.ollama_backend import OllamaChatModel
 from bot.types import ModelInfo
 from ollabot_app.wiring import adapter_statuses, make_model
 
@@ -83,13 +85,15 @@ def _check_storage(path: Path, out: TextIO) -> bool:
 
 
 async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
-    """Print the installed models, one a line: name, size, family, capabilities.
+    """Print the installed models, one a line: name, parameters, family, size, context, abilities.
 
     Raises:
         OllamaError: Ollama cannot be reached or failed.
     """
     async with make_model(config) as model:
-        models = await model.list_models()
+        listed = await model.list_models()
+        # /api/tags leaves out context length and capabilities; /api/show has them.
+        models = await asyncio.gather(*(_details(model, m) for m in listed))
     if not models:
         out.write(f"No models are installed in Ollama at {model.host}. ")
         out.write(f"Pull one with: ollama pull {config.defaults.model}\n")
@@ -98,8 +102,18 @@ async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
     for m in sorted(models, key=lambda m: m.name):
         size = f"{m.size / 1e9:.1f} GB" if m.size else ""
         details = [d for d in (m.parameter_size, m.family, size) if d]
+        details.append(f"context {m.context_length}")
         caps = ", ".join(sorted(m.capabilities - {"completion"}))
         if caps:
             details.append(caps)
-        out.write(f"{m.name.ljust(width)}  {'  '.join(details)}".rstrip() + "\n")
+        out.write(f"{m.name.ljust(width)}  {'  '.join(details)}\n")
     return 0
+
+
+async def _details(model: OllamaChatModel, listed: ModelInfo) -> ModelInfo:
+    try:
+        shown = await model.show(listed.name)
+    except OllamaError:
+        # One model that cannot be described (removed meanwhile) still gets its line.
+        return listed
+    return shown.model_copy(update={"size": listed.size or shown.size})

@@ -1,0 +1,100 @@
+"""``ollabot check`` and ``ollabot models`` against the fake Ollama, and with Ollama down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.runner import closed_port_url, run_ollabot, write_config
+from tests.fakes.fake_ollama import FakeOllama
+
+SECRET = "sekrit-discord-token-0123456789"
+
+
+async def test_check_reports_ollama_models_and_adapters_without_printing_secrets(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    config = write_config(tmp_path, "[discord]\n")
+    env = {"OLLAMA_HOST": fake_ollama.url, "DISCORD_TOKEN": SECRET}
+
+    result = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+
+    assert result.code == 0, result.output
+    assert f"reachable at {fake_ollama.url}" in result.stdout
+    assert "llama3.2:latest" in result.stdout
+    assert "[ok] default model: llama3.2 is installed" in result.stdout
+    assert "[ok] discord: ready (DISCORD_TOKEN is set)" in result.stdout
+    assert "[--] matrix: not configured" in result.stdout
+    assert SECRET not in result.output
+    assert "Traceback" not in result.output
+
+
+async def test_check_fails_when_an_adapter_misses_its_secret(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    body = '[matrix]\nhomeserver = "http://127.0.0.1:9"\nuser_id = "@bot:example.org"\n'
+    config = write_config(tmp_path, body)
+
+    result = await run_ollabot(
+        "--config", str(config), "check", cwd=tmp_path, env={"OLLAMA_HOST": fake_ollama.url}
+    )
+
+    assert result.code == 1
+    assert "[!!] matrix: matrix: set MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD" in result.stdout
+
+
+async def test_check_fails_when_the_default_model_is_not_installed(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    config = write_config(tmp_path, '[defaults]\nmodel = "qwen3"\n')
+
+    result = await run_ollabot(
+        "--config", str(config), "check", cwd=tmp_path, env={"OLLAMA_HOST": fake_ollama.url}
+    )
+
+    assert result.code == 1
+    assert "qwen3 is not installed: ollama pull qwen3" in result.stdout
+
+
+async def test_models_lists_installed_models(tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    fake_ollama.add_model("qwen3:8b", capabilities=["completion", "tools", "thinking"])
+    config = write_config(tmp_path)
+
+    result = await run_ollabot(
+        "--config", str(config), "models", cwd=tmp_path, env={"OLLAMA_HOST": fake_ollama.url}
+    )
+
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["llama3.2:latest", "qwen3:8b"]
+    assert "thinking, tools" in lines[1]
+
+
+@pytest.mark.parametrize("command", ["check", "models"])
+async def test_ollama_down_names_the_host_and_how_to_change_it(
+    tmp_path: Path, command: str
+) -> None:
+    host = closed_port_url()
+    config = write_config(tmp_path)
+
+    result = await run_ollabot(
+        "--config", str(config), command, cwd=tmp_path, env={"OLLAMA_HOST": host}
+    )
+
+    assert result.code == 1
+    assert f"Cannot reach Ollama at {host}" in result.output
+    assert "OLLAMA_HOST" in result.output
+    assert "ollama.host" in result.output
+    assert "Traceback" not in result.output
+
+
+async def test_ollama_host_from_the_config_file_is_used(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    config = write_config(tmp_path, f'[ollama]\nhost = "{fake_ollama.url}"\n')
+
+    result = await run_ollabot("--config", str(config), "models", cwd=tmp_path)
+
+    assert result.code == 0, result.output
+    assert "llama3.2:latest" in result.stdout
