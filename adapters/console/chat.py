@@ -106,7 +106,8 @@ class ConsoleChat:
                 if self._turn_task is not None:
                     await self._wait_for_turn(incoming, backlog)
         finally:
-            await self._cancel(self._turn_task)
+            # A reply still being written is left alone: the engine's close() lets it finish
+            # within its grace period, or marks it interrupted.
             await self._cancel(pump_task)
 
     # --- one line -----------------------------------------------------------------------------
@@ -167,15 +168,19 @@ class ConsoleChat:
         assert turn_task is not None
         while not turn_task.done():
             getter = asyncio.create_task(incoming.get())
-            done, _ = await asyncio.wait({turn_task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(
+                    {turn_task, getter}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                if not getter.done():
+                    await self._cancel(getter)
             if getter in done:
                 line = getter.result()
                 if line is not None and line.strip().lower() == "/stop":
                     await self._engine.stop(CONSOLE_KEY)
                 else:
                     backlog.append(line)
-            else:
-                await self._cancel(getter)
         self._turn_task = None
         turn_task.result()
 
