@@ -1,0 +1,461 @@
+"""The generation core: one model reply as a stream of chunks, with retries, timeouts and tools.
+
+Both the engine and ``ChatManager`` generate through :class:`Generator`. What it guarantees:
+
+- **Retries never duplicate text.** A retryable failure (Ollama down, HTTP 5xx, an error line, a
+  dropped connection) is retried with :class:`bot.retry.RetryPolicy` only until the first chunk
+  was handed out. After that the stream ends with ``Outcome.INTERRUPTED``, the partial text kept
+  and ``Response.error`` saying why; the last chunk has ``done=True``.
+- **Errors before any chunk are raised** (from iteration or ``await``) as :mod:`bot.errors` types.
+- **Timeouts**: first token, gap between tokens, and total, each enforced around the wait for the
+  next delta. A timeout closes the upstream stream (so Ollama stops) and gives
+  :class:`bot.errors.GenerationTimeout`: raised if nothing was shown yet, else ``INTERRUPTED``.
+- **Stopping**: ``aclose()`` (from the consuming task or any other) closes the HTTP stream; the
+  response is ``Outcome.STOPPED`` with the partial text.
+- **Tools**: when the model asks for tool calls and a tool runner was given, the calls run, their
+  results go back to the model, and it is asked again (at most ``max_tool_rounds`` times; the last
+  request offers no tools, so the model must answer). The caller sees text chunks only; the calls
+  are reported in ``Response.tool_calls``. Text a model writes before a tool call is kept, and
+  the rounds' texts are joined by a blank line.
+- **Thinking** streams in ``StreamChunk.thinking`` and never ends up in ``Response.content``.
+- **Cache**: with a cache, a hit is replayed as one ``done`` chunk (``Response.cached=True``); only
+  complete replies that used no tools are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Generator as SyncGenerator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from bot.backend import ChatDelta, ChatModel, ChatRequest
+from bot.errors import GenerationTimeout, OllabotError, OllamaError
+from bot.retry import RetryPolicy
+from bot.types import Message, Outcome, Response, Role, StreamChunk, ToolCall
+
+__all__ = [
+    "Generator",
+    "ResponseCacheLike",
+    "ResponseStream",
+    "Timeouts",
+    "ToolRunnerLike",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a generation may take, in seconds.
+
+    Attributes:
+        connect: TCP connect to Ollama (applied by the backend, e.g. ``OllamaChatModel``).
+        first_token: From sending a request to the first streamed delta (covers model loading
+            and prompt evaluation).
+        between_tokens: The longest gap between two deltas.
+        total: The whole reply, retries and tool rounds included.
+    """
+
+    connect: float = 5.0
+    first_token: float = 120.0
+    between_tokens: float = 60.0
+    total: float = 600.0
+
+
+class ResponseCacheLike(Protocol):
+    """A cache of whole replies (``bot.cache.ResponseCache`` implements it).
+
+    ``get`` returns ``None`` for requests it does not cache (e.g. sampled ones).
+    """
+
+    def get(self, request: ChatRequest) -> Response | None: ...
+
+    def put(self, request: ChatRequest, response: Response) -> None: ...
+
+
+class ToolRunnerLike(Protocol):
+    """Runs the model's tool calls (``bot.tools.ToolRegistry`` implements it).
+
+    ``run`` never raises (except ``CancelledError``): a failure comes back as text for the model.
+    """
+
+    def schemas(self) -> list[dict[str, Any]]: ...
+
+    async def run(self, call: ToolCall) -> str: ...
+
+
+class Generator:
+    """Streams replies from a :class:`bot.backend.ChatModel`. See the module docstring.
+
+    Args:
+        model: The backend.
+        timeouts: Time limits for each reply.
+        retry: How to retry failures before the first chunk.
+        cache: Optional cache of whole replies.
+        clock: Monotonic clock (seconds); tests and benches may pass their own.
+    """
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        cache: ResponseCacheLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.cache = cache
+        self._clock = clock
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        tool_runner: ToolRunnerLike | None = None,
+        max_tool_rounds: int = 4,
+    ) -> ResponseStream:
+        """Start one reply. Nothing is sent until the stream is iterated or awaited.
+
+        Args:
+            request: What to ask. Its ``tools`` default to ``tool_runner.schemas()``.
+            tool_runner: Runs tool calls; without one, calls are only reported.
+            max_tool_rounds: At most this many rounds of tool calls.
+
+        Returns:
+            A :class:`ResponseStream`: iterate it for chunks, ``await`` it for the
+            :class:`bot.types.Response`, or both (iterate, then await).
+        """
+        return ResponseStream(self, request, tool_runner, max_tool_rounds)
+
+
+class _Stopped(Exception):
+    """Internal: the stream was asked to stop while waiting (never leaves this module)."""
+
+
+class ResponseStream:
+    """One reply in progress. Async-iterable (chunks) and awaitable (the whole response).
+
+    ``await`` after iterating returns the response of what was iterated; ``await`` alone consumes
+    the stream itself. Use ``async with`` or call :meth:`aclose` to stop early.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        request: ChatRequest,
+        tool_runner: ToolRunnerLike | None,
+        max_tool_rounds: int,
+    ) -> None:
+        self._gen = generator
+        self._request = request
+        self._tool_runner = tool_runner
+        self._max_tool_rounds = max_tool_rounds
+        self._clock = generator._clock
+        self._started = 0.0
+        self._deadline = 0.0
+        self._first_at: float | None = None
+        self._content: list[str] = []
+        self._thinking: list[str] = []
+        self._tool_calls: list[ToolCall] = []
+        self._eval_count = 0
+        self._prompt_eval_count = 0
+        self._done_reason: str | None = None
+        self._shown = False
+        self._stop_requested = False
+        self._timers: list[asyncio.Timeout] = []
+        self._response: Response | None = None
+        self._error: OllabotError | None = None
+        self._finished = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no task is inside the generator
+        self._idle.set()
+        self._chunks = self._produce()
+
+    # -- public surface ----------------------------------------------------------------------
+
+    @property
+    def response(self) -> Response | None:
+        """The response once the stream has ended (``None`` before)."""
+        return self._response
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        if self._finished.is_set():
+            raise StopAsyncIteration
+        if not self._idle.is_set():
+            # Another task is inside the generator (closing it): wait for the end.
+            await self._finished.wait()
+            raise StopAsyncIteration
+        self._idle.clear()
+        try:
+            return await self._chunks.__anext__()
+        finally:
+            self._idle.set()
+
+    def __await__(self) -> SyncGenerator[Any, None, Response]:
+        return self._collect().__await__()
+
+    async def _collect(self) -> Response:
+        async for _ in self:
+            pass
+        if self._error is not None:
+            raise self._error
+        assert self._response is not None
+        return self._response
+
+    async def aclose(self) -> None:
+        """Stop the reply: close the HTTP stream; the response becomes ``STOPPED``.
+
+        Safe from any task, and a no-op once the stream has ended.
+        """
+        if self._finished.is_set():
+            return
+        self._stop_requested = True
+        while not self._idle.is_set():
+            # The consumer is waiting inside the generator: fire its innermost timer now, so the
+            # wait ends at once and the generator winds down as "stopped".
+            if self._timers and not self._timers[-1].expired():
+                self._timers[-1].reschedule(asyncio.get_running_loop().time())
+            await self._idle.wait()
+        if self._finished.is_set():
+            return
+        self._idle.clear()
+        try:
+            await self._chunks.aclose()
+        finally:
+            self._idle.set()
+        self._finish(Outcome.STOPPED)
+        self._finished.set()
+
+    async def __aenter__(self) -> ResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the producer ------------------------------------------------------------------------
+
+    async def _produce(self) -> AsyncGenerator[StreamChunk, None]:
+        self._started = self._clock()
+        self._deadline = self._started + self._gen.timeouts.total
+        try:
+            cache = self._gen.cache
+            cached = cache.get(self._request) if cache is not None else None
+            if cached is not None:
+                self._first_at = self._clock()
+                self._finish_cached(cached)
+                yield StreamChunk(content=cached.content, thinking=cached.thinking, done=True)
+                return
+            # aclosing: when this generator is closed, the inner one (holding the upstream
+            # stream) must be closed too, not left for the garbage collector.
+            async with contextlib.aclosing(self._rounds()) as rounds:
+                async for chunk in rounds:
+                    yield chunk
+            self._finish(Outcome.COMPLETE)
+            yield StreamChunk(done=True)
+        except _Stopped:
+            self._finish(Outcome.STOPPED)
+            yield StreamChunk(done=True)
+        except OllabotError as err:
+            if not self._shown:
+                self._error = err
+                log.warning("generation failed before any text: %s", err.detail)
+                raise
+            log.warning("generation interrupted after partial text: %s", err.detail)
+            self._finish(Outcome.INTERRUPTED, error=err.user_message)
+            yield StreamChunk(done=True)
+        except (GeneratorExit, asyncio.CancelledError):
+            self._finish(Outcome.STOPPED)
+            raise
+        finally:
+            self._finished.set()
+
+    async def _rounds(self) -> AsyncGenerator[StreamChunk, None]:
+        runner = self._tool_runner
+        messages: list[Message] = list(self._request.messages)
+        tools: Sequence[dict[str, Any]] = self._request.tools
+        if not tools and runner is not None:
+            tools = runner.schemas()
+        rounds = 0
+        while True:
+            offer = tools if rounds < self._max_tool_rounds else ()
+            request = dataclasses.replace(self._request, messages=tuple(messages), tools=offer)
+            upstream, pending = await self._open(request)
+            calls: list[ToolCall] = []
+            text: list[str] = []
+            try:
+                delta: ChatDelta | None = pending
+                while delta is not None:
+                    if delta.content or delta.thinking:
+                        if delta.content and not text and self._content:
+                            self._content.append("\n\n")  # a new round's text, after a tool call
+                        if delta.content:
+                            text.append(delta.content)
+                        yield self._show(delta)
+                    calls.extend(delta.tool_calls)
+                    if delta.done:
+                        self._account(delta)
+                        break
+                    delta = await self._next(upstream, "between tokens")
+            finally:
+                await _aclose(upstream)
+            self._tool_calls.extend(calls)
+            if not calls or runner is None or not offer:
+                return
+            rounds += 1
+            messages.append(
+                Message(role=Role.ASSISTANT, content="".join(text), tool_calls=tuple(calls))
+            )
+            for call in calls:
+                result = await self._guarded(runner.run(call))
+                messages.append(
+                    Message(
+                        role=Role.TOOL,
+                        content=result.strip() or "(no output)",
+                        metadata={"tool_name": call.name},
+                    )
+                )
+
+    def _show(self, delta: ChatDelta) -> StreamChunk:
+        if not self._shown:
+            self._shown = True
+            self._first_at = self._clock()
+        if delta.content:
+            self._content.append(delta.content)
+        if delta.thinking:
+            self._thinking.append(delta.thinking)
+        # Values are already plain strings from the backend: skip pydantic validation per token.
+        return StreamChunk.model_construct(content=delta.content, thinking=delta.thinking)
+
+    def _account(self, delta: ChatDelta) -> None:
+        self._eval_count += delta.eval_count or 0
+        if delta.prompt_eval_count is not None:
+            self._prompt_eval_count = delta.prompt_eval_count
+        self._done_reason = delta.done_reason
+
+    async def _open(self, request: ChatRequest) -> tuple[AsyncIterator[ChatDelta], ChatDelta]:
+        """Send ``request`` and wait for its first showable delta, retrying as the policy allows.
+
+        Returns the upstream iterator and that delta (text, thinking, or the final one). Deltas
+        before it (tool calls) are folded into it, so nothing is lost and nothing was shown yet
+        while a retry is still allowed.
+        """
+
+        async def attempt() -> tuple[AsyncIterator[ChatDelta], ChatDelta]:
+            upstream = self._gen.model.chat(request)
+            try:
+                calls: list[ToolCall] = []
+                phase = "first token"
+                while True:
+                    delta = await self._next(upstream, phase)
+                    phase = "between tokens"
+                    calls.extend(delta.tool_calls)
+                    if delta.content or delta.thinking or delta.done:
+                        if calls != list(delta.tool_calls):
+                            delta = dataclasses.replace(delta, tool_calls=tuple(calls))
+                        return upstream, delta
+            except BaseException:
+                await _aclose(upstream)
+                raise
+
+        return await self._guarded(self._gen.retry.call(attempt))
+
+    async def _next(self, upstream: AsyncIterator[ChatDelta], phase: str) -> ChatDelta:
+        """The next delta, within the phase's limit and the total deadline."""
+        limits = self._gen.timeouts
+        limit = limits.first_token if phase == "first token" else limits.between_tokens
+        remaining = self._deadline - self._clock()
+        if remaining < limit:
+            limit, phase = remaining, "total"
+        try:
+            return await self._timed(anext(upstream), limit)
+        except StopAsyncIteration:
+            # The server closed the stream without a final line: treat it as a lost connection.
+            raise OllamaError("The reply ended unexpectedly.", retryable=True) from None
+        except TimeoutError:
+            if self._stop_requested:
+                raise _Stopped from None
+            seconds = limits.total if phase == "total" else limit
+            raise GenerationTimeout(phase, seconds) from None
+
+    async def _guarded(self, awaitable: Awaitable[T]) -> T:
+        """Await under the total deadline, and stoppable by :meth:`aclose` from another task."""
+        try:
+            return await self._timed(awaitable, self._deadline - self._clock())
+        except TimeoutError:
+            if self._stop_requested:
+                raise _Stopped from None
+            raise GenerationTimeout("total", self._gen.timeouts.total) from None
+
+    async def _timed(self, awaitable: Awaitable[T], limit: float) -> T:
+        if self._stop_requested:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never awaited: do not leave a "coroutine was never awaited" warning
+            raise _Stopped
+        async with asyncio.timeout(max(limit, 0.0)) as timer:
+            self._timers.append(timer)
+            try:
+                return await awaitable
+            finally:
+                self._timers.remove(timer)
+
+    # -- the response ------------------------------------------------------------------------
+
+    def _finish(self, outcome: Outcome, *, error: str | None = None) -> None:
+        if self._response is not None or self._error is not None:
+            return
+        now = self._clock()
+        started = self._started or now
+        self._response = Response(
+            content="".join(self._content),
+            thinking="".join(self._thinking),
+            token_count=self._eval_count,
+            prompt_token_count=self._prompt_eval_count,
+            model_name=self._request.model,
+            done_reason=self._done_reason,
+            time_to_first_token=None if self._first_at is None else self._first_at - started,
+            total_duration=now - started,
+            tool_calls=tuple(self._tool_calls),
+            outcome=outcome,
+            error=error,
+        )
+        cache = self._gen.cache
+        if cache is not None and outcome is Outcome.COMPLETE and not self._tool_calls:
+            cache.put(self._request, self._response)
+
+    def _finish_cached(self, cached: Response) -> None:
+        now = self._clock()
+        self._response = cached.model_copy(
+            update={
+                "cached": True,
+                "time_to_first_token": now - self._started,
+                "total_duration": now - self._started,
+            }
+        )
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    # ``ChatModel.chat`` is typed as an iterator but is an async generator in practice; closing
+    # it closes the HTTP stream, which is how Ollama stops generating.
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

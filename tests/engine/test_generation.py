@@ -1,0 +1,476 @@
+"""The generation core through OllamaChatModel and the real ollama client, against the fake."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.backend import ChatRequest
+from bot.cache import ResponseCache
+from bot.errors import (
+    GenerationTimeout,
+    ModelNotFoundError,
+    OllamaError,
+    OllamaUnavailableError,
+)
+from bot.generation import Generator, ResponseStream, Timeouts
+from bot.ollama_backend import OllamaChatModel
+from bot.retry import RetryPolicy
+from bot.types import Message, Outcome, Role, StreamChunk, ToolCall
+from tests.fakes.fake_ollama import FakeOllama, Reply
+
+FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.005, jitter=0.0)
+SHORT = Timeouts(first_token=5.0, between_tokens=5.0, total=20.0)
+
+
+@pytest.fixture
+async def backend(fake_ollama: FakeOllama) -> AsyncIterator[OllamaChatModel]:
+    async with OllamaChatModel(fake_ollama.url, connect_timeout=2.0) as model:
+        yield model
+
+
+@pytest.fixture
+def generator(backend: OllamaChatModel) -> Generator:
+    return Generator(backend, timeouts=SHORT, retry=FAST_RETRY)
+
+
+def ask(text: str = "hello there", **kwargs: Any) -> ChatRequest:
+    return ChatRequest(
+        model="llama3.2", messages=(Message(role=Role.USER, content=text),), **kwargs
+    )
+
+
+async def chunks_of(stream: ResponseStream) -> list[StreamChunk]:
+    return [chunk async for chunk in stream]
+
+
+class AddTools:
+    """A small real tool runner: one ``add`` tool."""
+
+    def __init__(self) -> None:
+        self.calls: list[ToolCall] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": "add",
+                    "description": "Add two integers.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                        "required": ["a", "b"],
+                    },
+                },
+            }
+        ]
+
+    async def run(self, call: ToolCall) -> str:
+        self.calls.append(call)
+        try:
+            return str(int(call.arguments["a"]) + int(call.arguments["b"]))
+        except (KeyError, ValueError) as err:
+            return f"Error: {err}"
+
+
+# -- streaming and awaiting -------------------------------------------------------------------
+
+
+async def test_iterating_yields_text_chunks_then_await_returns_their_response(
+    generator: Generator,
+) -> None:
+    stream = generator.stream(ask())
+    chunks = await chunks_of(stream)
+    response = await stream
+
+    assert "".join(c.content for c in chunks) == "echo: hello there"
+    assert len(chunks) > 2
+    assert chunks[-1].done
+    assert not any(c.done for c in chunks[:-1])
+    assert response.content == "echo: hello there"
+    assert response.outcome is Outcome.COMPLETE
+    assert response.token_count == 3
+    assert response.prompt_token_count > 0
+    assert response.model_name == "llama3.2"
+    assert response.done_reason == "stop"
+    assert response.time_to_first_token is not None
+    assert response.error is None
+
+
+async def test_await_alone_returns_the_whole_response(generator: Generator) -> None:
+    response = await generator.stream(ask("just await"))
+
+    assert response.content == "echo: just await"
+    assert response.outcome is Outcome.COMPLETE
+
+
+async def test_thinking_streams_separately_and_stays_out_of_the_content(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(thinking=["Let me ", "see."], tokens=["Four", "."]))
+    stream = generator.stream(ask("2+2?", think=True))
+    chunks = await chunks_of(stream)
+    response = await stream
+
+    assert "".join(c.thinking for c in chunks) == "Let me see."
+    assert "".join(c.content for c in chunks) == "Four."
+    assert not any(c.thinking and c.content for c in chunks)
+    assert response.content == "Four."
+    assert response.thinking == "Let me see."
+    assert fake_ollama.requests[-1]["think"] is True
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+async def test_http_500_is_retried_then_succeeds(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(status=500), Reply(status=500))
+
+    response = await generator.stream(ask())
+
+    assert response.content == "echo: hello there"
+    assert len(fake_ollama.requests) == 3
+
+
+async def test_http_500_forever_gives_up_after_the_policy_attempts(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(*[Reply(status=500, error_message="runner crashed")] * 10)
+
+    with pytest.raises(OllamaError) as caught:
+        await generator.stream(ask())
+
+    assert caught.value.status_code == 500
+    assert "runner crashed" in caught.value.user_message
+    assert len(fake_ollama.requests) == FAST_RETRY.attempts
+
+
+async def test_error_raised_by_iteration_is_raised_again_by_await(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(*[Reply(status=503)] * 3)
+    stream = generator.stream(ask())
+    with pytest.raises(OllamaError) as first:
+        await chunks_of(stream)
+    with pytest.raises(OllamaError) as second:
+        await stream
+    assert second.value is first.value
+
+
+async def test_missing_model_is_not_retried_and_lists_installed_models(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    with pytest.raises(ModelNotFoundError) as caught:
+        await generator.stream(ChatRequest(model="mistral", messages=ask().messages))
+
+    assert caught.value.available_models == ("llama3.2:latest",)
+    assert len(fake_ollama.requests) == 1
+
+
+async def test_refused_connection_is_retried_then_names_the_host(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    await fake_ollama.stop()
+
+    with pytest.raises(OllamaUnavailableError) as caught:
+        await generator.stream(ask())
+
+    assert fake_ollama.url in caught.value.user_message
+
+
+async def test_ollama_coming_back_during_retries_succeeds(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    await fake_ollama.stop()
+    generator = Generator(backend, retry=RetryPolicy(attempts=50, initial=0.01, maximum=0.05))
+    pending = asyncio.ensure_future(generator.stream(ask()))
+    await asyncio.sleep(0.05)  # let a few attempts fail; the outcome does not depend on timing
+    await fake_ollama.start()
+
+    response = await pending
+    assert response.content == "echo: hello there"
+
+
+async def test_error_line_before_any_token_is_retried_without_duplicating_text(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["never ", "shown"], error_after=0), Reply.text("fine now"))
+    stream = generator.stream(ask())
+    chunks = await chunks_of(stream)
+
+    assert "".join(c.content for c in chunks) == "fine now"
+    assert (await stream).content == "fine now"
+    assert len(fake_ollama.requests) == 2
+
+
+async def test_dropped_connection_before_any_token_is_retried(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["x"], drop_after=0))
+
+    response = await generator.stream(ask())
+
+    assert response.content == "echo: hello there"
+    assert len(fake_ollama.requests) == 2
+
+
+# -- interruption after text was shown --------------------------------------------------------
+
+
+async def test_error_line_after_tokens_interrupts_and_keeps_partial_text_without_retry(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(
+        Reply(tokens=["The ", "answer ", "is ", "42"], error_after=2, error_message="GPU lost"),
+        Reply.text("a retry would show this"),
+    )
+    stream = generator.stream(ask())
+    chunks = await chunks_of(stream)
+    response = await stream
+
+    assert "".join(c.content for c in chunks) == "The answer "
+    assert chunks[-1].done
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.content == "The answer "
+    assert response.error is not None
+    assert "GPU lost" in response.error
+    assert len(fake_ollama.requests) == 1
+
+
+async def test_connection_dropped_after_tokens_interrupts_with_partial_text(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["one ", "two ", "three"], drop_after=2))
+
+    response = await generator.stream(ask())
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.content == "one two "
+    assert response.error == "The connection to Ollama was lost."
+    assert len(fake_ollama.requests) == 1
+
+
+# -- timeouts ---------------------------------------------------------------------------------
+
+
+async def test_no_first_token_in_time_raises_timeout_and_closes_the_stream(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    never = asyncio.Event()
+    fake_ollama.script(Reply(tokens=["late"], gate=never), Reply.text("not retried"))
+    generator = Generator(
+        backend, timeouts=Timeouts(first_token=0.2, between_tokens=5, total=10), retry=FAST_RETRY
+    )
+
+    with pytest.raises(GenerationTimeout) as caught:
+        await generator.stream(ask())
+
+    assert caught.value.phase == "first token"
+    assert len(fake_ollama.requests) == 1
+    await fake_ollama.wait_for_client_close(1)
+
+
+async def test_gap_between_tokens_interrupts_after_text_and_closes_the_stream(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["quick ", "then slow"], token_delay=30))
+    generator = Generator(
+        backend, timeouts=Timeouts(first_token=5, between_tokens=0.2, total=10), retry=FAST_RETRY
+    )
+
+    response = await generator.stream(ask())
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.content == "quick "
+    assert response.error is not None
+    assert "between tokens" in response.error
+    await fake_ollama.wait_for_client_close(1)
+
+
+async def test_total_time_limit_interrupts_a_reply_that_keeps_streaming(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["tick "] * 1000, token_delay=0.02))
+    generator = Generator(
+        backend, timeouts=Timeouts(first_token=5, between_tokens=5, total=0.3), retry=FAST_RETRY
+    )
+
+    response = await generator.stream(ask())
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.content.startswith("tick ")
+    assert response.error is not None
+    assert "total" in response.error
+    await fake_ollama.wait_for_client_close(1)
+
+
+# -- stopping ---------------------------------------------------------------------------------
+
+
+async def test_aclose_stops_the_reply_and_closes_the_server_stream(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["tok "] * 500, token_delay=0.01))
+    stream = generator.stream(ask())
+    seen = [await anext(stream), await anext(stream)]
+
+    await stream.aclose()
+    response = await stream
+
+    assert response.outcome is Outcome.STOPPED
+    assert response.content == "".join(c.content for c in seen) == "tok tok "
+    await fake_ollama.wait_for_client_close(1)
+    assert fake_ollama.streams_completed == 0
+
+
+async def test_aclose_from_another_task_stops_a_reply_waiting_for_tokens(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    never = asyncio.Event()
+    fake_ollama.script(Reply(tokens=["never"], gate=never))
+    stream = generator.stream(ask())
+    consumer = asyncio.create_task(chunks_of(stream))
+    await fake_ollama.wait_for_requests(1)
+
+    await stream.aclose()
+    chunks = await consumer
+    response = await stream
+
+    assert "".join(c.content for c in chunks) == ""
+    assert response.outcome is Outcome.STOPPED
+    await fake_ollama.wait_for_client_close(1)
+
+
+async def test_async_with_closes_a_reply_left_unfinished(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["tok "] * 500, token_delay=0.01))
+    async with generator.stream(ask()) as stream:
+        await anext(stream)
+
+    assert stream.response is not None
+    assert stream.response.outcome is Outcome.STOPPED
+    await fake_ollama.wait_for_client_close(1)
+
+
+async def test_cancelling_the_consumer_task_closes_the_server_stream(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    never = asyncio.Event()
+    fake_ollama.script(Reply(tokens=["never"], gate=never))
+    stream = generator.stream(ask())
+    consumer = asyncio.create_task(chunks_of(stream))
+    await fake_ollama.wait_for_requests(1)
+
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+
+    await fake_ollama.wait_for_client_close(1)
+    assert stream.response is not None
+    assert stream.response.outcome is Outcome.STOPPED
+
+
+async def test_aclose_after_the_end_keeps_the_complete_response(generator: Generator) -> None:
+    stream = generator.stream(ask())
+    await chunks_of(stream)
+    await stream.aclose()
+
+    assert (await stream).outcome is Outcome.COMPLETE
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+
+async def test_tool_call_round_trip_feeds_the_result_back_and_streams_the_answer(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    tools = AddTools()
+    fake_ollama.script(
+        Reply(tool_calls=[{"name": "add", "arguments": {"a": 2, "b": 3}}]),
+        Reply.text("The sum is 5."),
+    )
+    stream = generator.stream(ask("what is 2+3?"), tool_runner=tools)
+    chunks = await chunks_of(stream)
+    response = await stream
+
+    assert "".join(c.content for c in chunks) == "The sum is 5."
+    assert response.content == "The sum is 5."
+    assert response.tool_calls == (ToolCall(name="add", arguments={"a": 2, "b": 3}),)
+    assert tools.calls == [ToolCall(name="add", arguments={"a": 2, "b": 3})]
+    first, second = fake_ollama.requests
+    assert first["tools"] == tools.schemas()
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert second["messages"][1]["tool_calls"] == [
+        {"function": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+    ]
+    assert second["messages"][2] == {"role": "tool", "content": "5", "tool_name": "add"}
+
+
+async def test_tool_rounds_are_bounded_and_the_last_request_offers_no_tools(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    loop = Reply(tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 1}}])
+    fake_ollama.script(loop, loop, Reply.text("Giving up on tools."))
+
+    response = await generator.stream(ask(), tool_runner=AddTools(), max_tool_rounds=2)
+
+    assert response.content == "Giving up on tools."
+    assert len(fake_ollama.requests) == 3
+    assert not fake_ollama.requests[-1]["tools"]
+    assert fake_ollama.requests[1]["tools"]
+    assert len(response.tool_calls) == 2
+
+
+async def test_tool_calls_without_a_runner_are_only_reported(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 2}}]))
+
+    response = await generator.stream(ask(tools=AddTools().schemas()))
+
+    assert response.tool_calls == (ToolCall(name="add", arguments={"a": 1, "b": 2}),)
+    assert response.outcome is Outcome.COMPLETE
+    assert len(fake_ollama.requests) == 1
+
+
+# -- cache ------------------------------------------------------------------------------------
+
+
+async def test_cache_hit_replays_the_reply_as_one_chunk_without_calling_the_model(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    generator = Generator(backend, retry=FAST_RETRY, cache=ResponseCache())
+    request = ask(options={"temperature": 0.0})
+    first = await generator.stream(request)
+
+    stream = generator.stream(request)
+    chunks = await chunks_of(stream)
+    again = await stream
+
+    assert len(fake_ollama.requests) == 1
+    assert chunks == [StreamChunk(content=first.content, done=True)]
+    assert again.cached
+    assert not first.cached
+    assert again.content == first.content
+
+
+async def test_interrupted_replies_are_not_cached(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    generator = Generator(backend, retry=FAST_RETRY, cache=ResponseCache())
+    request = ask(options={"temperature": 0.0})
+    fake_ollama.script(Reply(tokens=["half ", "a reply"], error_after=1))
+
+    assert (await generator.stream(request)).outcome is Outcome.INTERRUPTED
+    response = await generator.stream(request)
+
+    assert response.outcome is Outcome.COMPLETE
+    assert not response.cached
+    assert len(fake_ollama.requests) == 2
