@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from cachetools import TTLCache
@@ -64,6 +66,7 @@ class ResponseCache:
         max_entries: At most this many replies are kept; the least recently used goes first.
         ttl_seconds: A reply is forgotten this long after it was stored.
         cache_nondeterministic: Also cache sampled (temperature > 0, no seed) requests.
+        timer: The clock entries age by (seconds); tests may pass their own.
 
     Attributes:
         hits: Lookups that found a reply.
@@ -75,12 +78,16 @@ class ResponseCache:
         max_entries: int = 256,
         ttl_seconds: float = 600,
         cache_nondeterministic: bool = False,
+        *,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries <= 0:
             raise ValueError("max_entries must be positive")
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        self._entries: TTLCache[str, Response] = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
+        self._entries: TTLCache[str, Response] = TTLCache(
+            maxsize=max_entries, ttl=ttl_seconds, timer=timer
+        )
         # TTLCache is not thread-safe; a batch run from worker threads must not corrupt it.
         self._lock = threading.Lock()
         self.cache_nondeterministic = cache_nondeterministic

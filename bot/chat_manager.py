@@ -317,7 +317,7 @@ class ChatManager:
 
     # -- talking -----------------------------------------------------------------------------
 
-    def send_message(self, text: str) -> ResponseStream:
+    def send_message(self, text: str, *, images: Sequence[bytes] = ()) -> ResponseStream:
         """Ask the model; returns the reply as a stream.
 
         Iterate the stream for :class:`bot.types.StreamChunk` s (thinking arrives in
@@ -330,15 +330,23 @@ class ChatManager:
 
         Args:
             text: The user's message.
+            images: Pictures for a vision model (raw PNG/JPEG bytes).
 
         Returns:
             The reply stream (nothing is sent until it is iterated or awaited).
 
         Raises:
             InputRejected: At once, if the message is empty or too long; nothing is sent.
+            ChatError: Images were given but the model is not known to support vision.
         """
         cleaned = validate_input(text, max_chars=self.max_input_chars)
-        user = Message(role=Role.USER, content=cleaned)
+        if images and (self._info is None or not self._info.supports_vision):
+            raise ChatError(
+                f"Model '{self.config.name}' cannot see images "
+                "(call initialize_model() with a vision model first).",
+                {"model": self.config.name},
+            )
+        user = Message(role=Role.USER, content=cleaned, images=tuple(images))
         system = self._system_message()
         messages = ([system] if system else []) + [*self._history, user]
         messages = trim_to_budget(messages, self.history_budget)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from bot.backend import ChatRequest
@@ -113,9 +111,12 @@ def test_cache_is_bounded_by_size() -> None:
 
 
 def test_entries_expire_after_ttl() -> None:
-    cache = ResponseCache(ttl_seconds=0.05)
+    now = [1000.0]
+    cache = ResponseCache(ttl_seconds=60, timer=lambda: now[0])
     cache.put(request(), Response(content="hello"))
-    time.sleep(0.1)
+    now[0] += 59
+    assert cache.get(request()) is not None
+    now[0] += 2
     assert cache.get(request()) is None
 
 

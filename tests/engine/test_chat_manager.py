@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from bot.batch import process_message_batch
 from bot.cache import ResponseCache
 from bot.chat_manager import ChatManager
 from bot.errors import ChatError, InputRejected, ModelNotFoundError
+from bot.ollama_backend import OllamaChatModel
 from bot.prompts import ChainOfThoughtPrompt, ChainResult
 from bot.retry import RetryPolicy
 from bot.types import ChatMode, Message, ModelConfig, Outcome, Role
@@ -320,3 +322,26 @@ async def test_clear_history_forgets_the_conversation(fake_ollama: FakeOllama) -
 async def test_available_models_lists_what_is_installed(fake_ollama: FakeOllama) -> None:
     async with manager(fake_ollama) as chat:
         assert await chat.available_models() == ["llama3.2:latest"]
+
+
+async def test_images_go_to_a_vision_model_and_are_refused_otherwise(
+    fake_ollama: FakeOllama,
+) -> None:
+    fake_ollama.add_model("llava", capabilities=["completion", "vision"])
+    async with manager(fake_ollama) as chat:
+        with pytest.raises(ChatError, match="cannot see images"):
+            chat.send_message("what is this?", images=[b"\x89PNG"])
+        await chat.initialize_model("llava")
+        await chat.send_message("what is this?", images=[b"\x89PNG"])
+    assert len(fake_ollama.requests) == 1
+    assert fake_ollama.requests[0]["messages"][-1]["images"] == [
+        base64.b64encode(b"\x89PNG").decode()
+    ]
+
+
+async def test_a_backend_passed_in_is_used_and_left_open(fake_ollama: FakeOllama) -> None:
+    async with OllamaChatModel(fake_ollama.url) as backend:
+        async with ChatManager(model=backend) as chat:
+            assert (await chat.send_message("hi")).content == "echo: hi"
+        # Still open: the manager did not build it, so it does not close it.
+        assert await backend.version()
