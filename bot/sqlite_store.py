@@ -112,18 +112,20 @@ def _thread(key: SessionKey) -> str:
 
 
 def _message(row: Sequence[Any]) -> StoredMessage:
+    # Positional, in _MESSAGE_COLUMNS order (the dataclass's field order): context loads build
+    # hundreds of these per turn.
     return StoredMessage(
-        id=row[0],
-        session_id=row[1],
-        role=_ROLES[row[2]],
-        content=row[3],
-        author_id=row[4],
-        author_name=row[5],
-        prompt_tokens=row[6],
-        eval_tokens=row[7],
-        created_at=datetime.fromisoformat(row[8]),
-        status=_STATUSES[row[9]],
-        duration=row[10],
+        row[0],
+        row[1],
+        _ROLES[row[2]],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        datetime.fromisoformat(row[8]),
+        _STATUSES[row[9]],
+        row[10],
     )
 
 
@@ -467,10 +469,10 @@ class SqliteStore:
                 if used > char_budget or len(rows) < batch:
                     break
                 before = rows[-1][0]
-                # Size the next read from the mean message so far: twice what should fill the
-                # rest of the budget, so one more read is nearly always the last.
+                # Size the next read from the mean message so far, with a quarter to spare: one
+                # more read is usually the last, and few rows are read only to be dropped.
                 mean = max(used // len(picked), 1)
-                batch = min(max(2 * (char_budget - used) // mean, _FIRST_BATCH), _MAX_BATCH)
+                batch = min(_FIRST_BATCH + 5 * (char_budget - used) // (4 * mean), _MAX_BATCH)
         return [_message(row) for row in reversed(picked)]
 
     async def mark_interrupted(self) -> int:
