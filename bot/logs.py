@@ -15,7 +15,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -39,7 +39,14 @@ _SECRET_KEYS = re.compile(
     r"^(?:password|passwd|access_token|refresh_token|token|api_key|secret|authorization)$",
     re.IGNORECASE,
 )
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+
+
+def _keep_scheme(match: re.Match[str]) -> str:
+    scheme = f"{match[2]} " if match[2] else ""
+    return f"{match[1]}{scheme}{REDACTED}"
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # Discord bot token: base64 user id . timestamp . HMAC.
     (re.compile(r"[A-Za-z0-9_-]{24,}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,}"), REDACTED),
     # Matrix access and refresh tokens (Synapse's syt_/syr_ format).
@@ -49,7 +56,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:(bearer|bot|basic)\s+)?[^\s\"',}]+"
         ),
-        rf"\1\2 {REDACTED}",
+        _keep_scheme,
     ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
     # key=value and "key": "value" forms of credential fields.
@@ -152,7 +159,11 @@ class RedactionFilter(logging.Filter):
         except (TypeError, ValueError):
             # A bad format string: keep what was logged, as text, rather than lose the record.
             message = f"{record.msg} {record.args}"
-        record.msg = self.redactor.text(message)
+        if isinstance(record.msg, dict) and not record.args:
+            # python-json-logger merges a dict message into the record: keep it a dict.
+            record.msg = self.redactor.value(record.msg)
+        else:
+            record.msg = self.redactor.text(message)
         record.args = None
 
         if record.exc_info and record.exc_info[0] is not None:

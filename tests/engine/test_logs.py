@@ -177,3 +177,15 @@ def test_configuring_twice_replaces_the_previous_handler() -> None:
     assert second in root.handlers
     shutdown_logging()
     assert second not in root.handlers
+
+
+def test_authorization_value_is_redacted_once_and_keeps_its_scheme() -> None:
+    assert redact("Authorization: Bearer abcdefghij123456") == "Authorization: Bearer [REDACTED]"
+    assert redact(redact("authorization=xyz123")) == "authorization=[REDACTED]"
+
+
+def test_dict_message_stays_a_dict_and_is_redacted(output: io.StringIO) -> None:
+    logging.getLogger("bot.test").info({"event": "login", "access_token": "abc123456"})
+    (record,) = records(output)
+    assert record["event"] == "login"
+    assert record["access_token"] == REDACTED
