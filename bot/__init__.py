@@ -30,6 +30,7 @@ from bot.history import estimate_tokens, trim_to_budget
 from bot.logs import configure_logging, log_interaction, register_secret
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
 from bot.retry import RetryPolicy
+from bot.streaming import Pacer, ReplyStatus, ReplyStreamer, ReplySurface
 from bot.tools import Tool, ToolRegistry, builtin_tools, tool
 from bot.turn import Attachment, Author, SessionKey, Turn
 from bot.types import (
@@ -73,9 +74,13 @@ __all__ = [
     "OllamaError",
     "OllamaUnavailableError",
     "Outcome",
+    "Pacer",
     "PermissionDenied",
     "PullProgress",
     "RateLimited",
+    "ReplyStatus",
+    "ReplyStreamer",
+    "ReplySurface",
     "Response",
     "ResponseCache",
     "ResponseStream",
