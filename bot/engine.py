@@ -27,7 +27,7 @@ from bot.logs import log_interaction
 from bot.retry import RetryPolicy
 from bot.sessions import SessionManager, Ticket
 from bot.settings import EffectiveSettings, SettingsResolver
-from bot.store import MessageStatus, NewMessage, StoredMessage, Store
+from bot.store import MessageStatus, NewMessage, Store, StoredMessage
 from bot.streaming import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.tools import ToolRegistry, builtin_tools
 from bot.turn import Attachment, SessionKey, Turn
@@ -194,9 +194,7 @@ class Engine:
     ) -> ReplyResult:
         streamer = ReplyStreamer(surface)
         try:
-            if turn.event_id and not await self.store.claim_event(
-                turn.key.platform, turn.event_id
-            ):
+            if turn.event_id and not await self.store.claim_event(turn.key.platform, turn.event_id):
                 logger.info("event already answered", extra={"event_id": turn.event_id})
                 return ReplyResult(outcome=None, skipped=True)
             text = validate_input(turn.text, max_chars=self.config.limits.max_input_chars)
@@ -275,42 +273,28 @@ class Engine:
     async def _run_stream(
         self, ticket: Ticket, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int
     ) -> Response:
-        """Consume the stream in a task ``stop`` can cancel; map each ending to a Response."""
+        """Feed the stream to the streamer, saving partial text; ``stop`` closes the stream."""
+        ticket.on_stop(stream.aclose)
         partial: list[str] = []
-        started = time.monotonic()
-
-        async def consume() -> Response:
-            last_save = time.monotonic()
+        last_save = time.monotonic()
+        try:
             async for chunk in stream:
                 streamer.push(chunk)
-                if chunk.content:
-                    partial.append(chunk.content)
+                if not chunk.content:
+                    continue
+                partial.append(chunk.content)
                 now = time.monotonic()
                 if now - last_save > PARTIAL_SAVE_INTERVAL:
                     last_save = now
-                    # Kept current so a crash leaves the text written so far.
+                    # Kept current so that a crash leaves the text written so far.
                     await self.store.update_message(
                         reply_id, content="".join(partial), status=MessageStatus.STREAMING
                     )
             return await stream
-
-        task = ticket.run(consume())
-        try:
-            result = await task
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if me is not None and me.cancelling():
-                # The bot is shutting down: the reply ends here, marked interrupted.
-                await self._shutdown_reply(stream, streamer, reply_id, "".join(partial))
-                raise
-            await stream.aclose()
-            return Response(
-                content="".join(partial),
-                outcome=Outcome.STOPPED,
-                total_duration=time.monotonic() - started,
-            )
-        assert isinstance(result, Response)
-        return result
+            # The bot is shutting down: the reply ends here, marked interrupted.
+            await self._shutdown_reply(stream, streamer, reply_id, "".join(partial))
+            raise
 
     async def _shutdown_reply(
         self, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int, text: str
@@ -385,7 +369,7 @@ class Engine:
 
     async def stop(self, key: SessionKey) -> bool:
         """Stop the session's running reply (its partial text is kept, marked stopped)."""
-        return self.sessions.stop(key)
+        return await self.sessions.stop(key)
 
     # --- commands -----------------------------------------------------------------------------
 

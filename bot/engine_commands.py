@@ -101,7 +101,9 @@ class CommandRunner:
             case SettingsShow():
                 settings = await engine.settings.effective(ctx.key, ctx.server)
                 rows = [
-                    SettingRow(k.value, _show(settings.value(k)), settings.sources.get(k, "default"))
+                    SettingRow(
+                        k.value, _show(settings.value(k)), settings.sources.get(k, "default")
+                    )
                     for k in SettingKey
                 ]
                 return SettingsView("Settings in force here", rows=rows)
@@ -109,11 +111,11 @@ class CommandRunner:
                 stats = await engine.store.channel_stats(ctx.key.platform, ctx.key.room)
                 return StatsView("Statistics for this channel", stats=stats)
             case Reset():
-                engine.sessions.stop(ctx.key)
+                await engine.sessions.stop(ctx.key)
                 await engine.store.reset_session(ctx.key)
                 return CommandResult("Conversation reset", "The bot starts afresh here.")
             case Stop():
-                stopped = engine.sessions.stop(ctx.key)
+                stopped = await engine.sessions.stop(ctx.key)
                 if stopped:
                     return CommandResult("Stopped", "The reply was stopped; its text is kept.")
                 return CommandResult("Nothing to stop", "No reply is being written here.")
@@ -169,7 +171,9 @@ class CommandRunner:
         )
         where = _SCOPE_WORDS[scope.kind]
         if value is None:
-            return CommandResult(f"`{key.value}` cleared", f"This {where} uses the inherited value.")
+            return CommandResult(
+                f"`{key.value}` cleared", f"This {where} uses the inherited value."
+            )
         return CommandResult(f"`{key.value}` set", f"This {where} now uses {_show(value)}.")
 
     async def _pull(self, ctx: CommandContext, name: str) -> CommandResult:

@@ -25,7 +25,7 @@ Notify = Callable[[str], Awaitable[None]]
 class _SessionSlot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
-    running: asyncio.Task[object] | None = None
+    stopper: Callable[[], Awaitable[None]] | None = None
     stop_requested: bool = False
 
 
@@ -41,11 +41,9 @@ class Ticket:
     def stop_requested(self) -> bool:
         return self.slot.stop_requested
 
-    def run(self, coro: Awaitable[object]) -> asyncio.Task[object]:
-        """Run the generation as a task that ``SessionManager.stop`` can cancel."""
-        task: asyncio.Task[object] = asyncio.ensure_future(coro)
-        self.slot.running = task
-        return task
+    def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        """Register what ``SessionManager.stop`` calls to stop this generation."""
+        self.slot.stopper = stopper
 
 
 class SessionManager:
@@ -117,25 +115,21 @@ class SessionManager:
                 try:
                     yield ticket
                 finally:
-                    slot.running = None
+                    slot.stopper = None
                     slot.stop_requested = False
         finally:
             slot.lock.release()
             if not slot.lock.locked() and not slot.waiting:
                 self._slots.pop(key, None)
 
-    def stop(self, key: SessionKey) -> bool:
-        """Cancel the session's running generation; ``False`` when nothing is running."""
+    async def stop(self, key: SessionKey) -> bool:
+        """Stop the session's running generation; ``False`` when nothing is running."""
         slot = self._slots.get(key)
-        if slot is None or slot.running is None or slot.running.done():
+        if slot is None or slot.stopper is None or slot.stop_requested:
             return False
         slot.stop_requested = True
-        slot.running.cancel()
+        await slot.stopper()
         return True
-
-    def running(self) -> list[asyncio.Task[object]]:
-        """Generations running now (for a graceful shutdown)."""
-        return [s.running for s in self._slots.values() if s.running and not s.running.done()]
 
     def queue_length(self, key: SessionKey) -> int:
         slot = self._slots.get(key)

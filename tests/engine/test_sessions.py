@@ -91,19 +91,18 @@ async def test_user_past_the_rate_limit_is_told_to_wait() -> None:
     await sessions.check_rate("bob")  # other users are not affected
 
 
-async def test_stop_cancels_only_the_running_generation() -> None:
+async def test_stop_calls_the_running_generations_stopper_once() -> None:
     sessions = SessionManager()
-    started = asyncio.Event()
+    stops: list[str] = []
 
-    async def generate() -> None:
-        started.set()
-        await asyncio.sleep(3600)
+    async def stopper() -> None:
+        stops.append("stopped")
 
+    assert await sessions.stop(KEY) is False
     async with sessions.turn(KEY) as ticket:
-        task = ticket.run(generate())
-        await started.wait()
-        assert sessions.stop(KEY) is True
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        ticket.on_stop(stopper)
+        assert await sessions.stop(KEY) is True
+        assert await sessions.stop(KEY) is False  # already stopping
         assert ticket.stop_requested
-    assert sessions.stop(KEY) is False
+    assert stops == ["stopped"]
+    assert await sessions.stop(KEY) is False
