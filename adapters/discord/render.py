@@ -35,7 +35,7 @@ def render_footer(status: ReplyStatus, *, show_details: bool) -> str:
     if not parts:
         return ""
     # "-#" is Discord's subtext markdown: a small grey line.
-    return "\n-# " + " · ".join(parts)
+    return "-# " + " · ".join(parts)
 
 
 def clip(text: str, limit: int = MAX_CONTENT) -> str:
