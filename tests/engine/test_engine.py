@@ -113,7 +113,8 @@ async def test_the_same_event_is_never_answered_twice(engine: Engine) -> None:
     first = await engine.handle_turn(turn("hi", event_id="ev1"), surface)
     again = await engine.handle_turn(turn("hi", event_id="ev1"), surface)
     assert first.outcome is Outcome.COMPLETE
-    assert again.skipped and again.outcome is None
+    assert again.skipped
+    assert again.outcome is None
     assert len(surface.sends) == 1
 
 
@@ -123,7 +124,8 @@ async def test_bad_input_gets_a_clear_error_and_never_reaches_the_model(
     surface = FakeSurface()
     empty = await engine.handle_turn(turn(" \u200b\n\t "), surface)
     huge = await engine.handle_turn(turn("x" * 100_000), surface)
-    assert empty.outcome is Outcome.ERROR and huge.outcome is Outcome.ERROR
+    assert empty.outcome is Outcome.ERROR
+    assert huge.outcome is Outcome.ERROR
     assert "limit is 4,096" in (huge.error or "")
     assert any("limit is 4,096" in t for t in surface.texts)
     assert fake_ollama.requests == []
@@ -179,7 +181,8 @@ async def test_stop_ends_the_reply_keeping_its_text_marked_stopped(
     assert await engine.stop(KEY) is True
     result = await task
     assert result.outcome is Outcome.STOPPED
-    assert result.text and len(result.text) < 400
+    assert result.text
+    assert len(result.text) < 400
     assert "stopped" in surface.texts[-1].lower()
     role, content, status = (await stored(engine))[-1]
     assert (role, status) == (Role.ASSISTANT, MessageStatus.STOPPED)
@@ -199,9 +202,16 @@ async def test_a_second_turn_waits_and_is_told_its_place(
 
     first = asyncio.create_task(engine.handle_turn(turn("one"), FakeSurface()))
     await fake_ollama.wait_for_requests(1)
-    second = asyncio.create_task(engine.handle_turn(turn("two"), FakeSurface(), notify=notify))
-    while not notes:
-        await asyncio.sleep(0.01)
+    told = asyncio.Event()
+
+    async def notify_and_signal(text: str) -> None:
+        await notify(text)
+        told.set()
+
+    second = asyncio.create_task(
+        engine.handle_turn(turn("two"), FakeSurface(), notify=notify_and_signal)
+    )
+    await asyncio.wait_for(told.wait(), 5)
     assert "number 1 in the queue" in notes[0]
     gate.set()
     assert (await first).text == "first answer"
@@ -234,7 +244,8 @@ async def test_a_non_moderator_cannot_change_the_model_and_the_attempt_is_audite
     fake_ollama.add_model("qwen3")
     ctx = CommandContext(KEY, None, ALICE)
     result = await engine.execute(ctx, ModelSet("qwen3"))
-    assert not result.ok and result.ephemeral
+    assert not result.ok
+    assert result.ephemeral
     assert "moderator" in result.as_markdown()
     scope = Scope("test", ScopeKind.ROOM, "room-1")
     assert await engine.store.get_settings(scope) == {}
@@ -252,7 +263,8 @@ async def test_a_moderator_sets_model_and_mode_and_the_next_reply_uses_them(
     assert (await engine.execute(ctx, ModelSet("qwen3"))).ok
     assert (await engine.execute(ctx, ModeSet("precise"))).ok
     missing = await engine.execute(ctx, ModelSet("nope"))
-    assert not missing.ok and "qwen3:latest" in missing.as_markdown()
+    assert not missing.ok
+    assert "qwen3:latest" in missing.as_markdown()
     await engine.handle_turn(turn("hi"), FakeSurface())
     request = fake_ollama.requests[-1]
     assert request["model"] == "qwen3"
@@ -283,7 +295,8 @@ async def test_pull_reports_progress_and_installs_the_model(
     refused = await engine.execute(CommandContext(KEY, None, ALICE), ModelPull("mistral"))
     assert not refused.ok
     result = await engine.execute(CommandContext(KEY, None, MOD), ModelPull("mistral"))
-    assert isinstance(result, PullView) and result.progress is not None
+    assert isinstance(result, PullView)
+    assert result.progress is not None
     statuses = [p.status async for p in result.progress]
     assert statuses[-1] == "success"
     assert "mistral" in " ".join(await engine.model_names())
@@ -296,7 +309,8 @@ async def test_chain_of_thought_returns_reasoning_then_solution(
         Reply.text('{"steps": ["17*20=340", "17*3=51"], "reasoning": "sum", "solution": "391"}')
     )
     result = await engine.execute(CommandContext(KEY, None, ALICE), Cot("17 * 23?"))
-    assert isinstance(result, ChainView) and result.chain is not None
+    assert isinstance(result, ChainView)
+    assert result.chain is not None
     assert result.chain.solution == "391"
     assert result.as_markdown().index("Reasoning") < result.as_markdown().index("391")
     assert fake_ollama.requests[-1]["format"]["type"] == "object"
@@ -306,7 +320,8 @@ async def test_stats_count_the_channels_messages_and_tokens(engine: Engine) -> N
     await engine.handle_turn(turn("one"), FakeSurface())
     await engine.handle_turn(turn("two", key=SessionKey("test", "room-1", "t")), FakeSurface())
     result = await engine.execute(CommandContext(KEY, None, ALICE), Stats())
-    assert isinstance(result, StatsView) and result.stats is not None
+    assert isinstance(result, StatsView)
+    assert result.stats is not None
     assert result.stats.messages == 4
     assert result.stats.eval_tokens > 0
 
