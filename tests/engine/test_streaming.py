@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import ModelNotFoundError, OllabotError, OllamaError
-from bot.splitting import fence_state, max_reserve, split_reply, unsplit
+from bot.splitting import fence_state, split_reply, unsplit
 from bot.streaming import (
     PLACEHOLDER,
     THINKING_MARK,
