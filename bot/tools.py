@@ -233,6 +233,9 @@ def _check_size(value: object) -> float | int:
         raise CalculationError("the result is too large")
     if not isinstance(value, int | float):
         raise CalculationError("the result is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        # Float overflow gives inf silently; say so rather than answer "inf".
+        raise CalculationError("the result is too large")
     return value
 
 

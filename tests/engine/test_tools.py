@@ -147,6 +147,9 @@ async def test_calculate_arithmetic(expression: str, expected: str) -> None:
         ("sqrt(-1)", "sqrt"),
         ("True + 1", "only numbers"),
         ("10.0 ** 999", "too large"),
+        ("1e308 * 10", "too large"),
+        ("10 ** 1000 / 3", "too large"),
+        ("log(0)", "log"),
     ],
 )
 def test_calculator_refuses_what_is_not_safe_arithmetic(expression: str, reason: str) -> None:
