@@ -103,6 +103,9 @@ def _context_line(label: str, result: tuple[float, float, int]) -> str:
 
 async def main() -> int:
     rng = random.Random(1234)
+    # Two threads ping-pong per statement (the loop and aiosqlite's worker), so other work on
+    # the machine shows directly in these numbers: print the load they ran under.
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ollabot-bench-") as tmp:
         async with SqliteStore(Path(tmp) / "bench.sqlite3") as store:
             rate = await bench_appends(store, rng)
@@ -110,7 +113,8 @@ async def main() -> int:
             short = await bench_context(store, rng, "short", _short_message)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print(
         f"append: {rate:,.0f} messages/s ({APPENDS:,} appends, {SESSIONS} sessions, a commit each)"
