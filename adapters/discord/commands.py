@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import discord
@@ -21,7 +20,6 @@ from adapters.discord.turns import ask, chat
 from bot.commands import (
     Command,
     CommandContext,
-    CommandResult,
     Cot,
     Help,
     ModelList,
@@ -64,6 +62,15 @@ def _scope(choice: str | None) -> ScopeKind | None:
     return _SCOPES[choice] if choice else None
 
 
+def describe(error: BaseException) -> str:
+    """One line about an unexpected failure, fit for a chat user."""
+    if isinstance(error, discord.Forbidden):
+        return "the bot lacks a Discord permission here."
+    if isinstance(error, discord.HTTPException):
+        return f"Discord refused the request ({error.status})."
+    return "an internal error; it has been logged."
+
+
 def command_hash(tree: app_commands.CommandTree[Any], guild_ids: tuple[int, ...]) -> str:
     """A digest of the command definitions and where they go; a change means a re-sync."""
     payload = [cmd.to_dict(tree) for cmd in tree.get_commands()]
@@ -77,7 +84,6 @@ class Commands:
     def __init__(self, tree: app_commands.CommandTree[Any], runtime: Runtime) -> None:
         self._tree = tree
         self._rt = runtime
-        self._pulls: set[asyncio.Task[None]] = set()
         self._build()
 
     # --- shared plumbing ----------------------------------------------------------------------
@@ -185,11 +191,26 @@ class Commands:
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
 
-    def _guarded(self, make: Callable[..., Command]) -> Callable[..., Awaitable[None]]:
-        async def handler(interaction: Interaction, *args: Any, **kwargs: Any) -> None:
-            await self.run(interaction, make(*args, **kwargs))
-
-        return handler
+    async def _on_error(
+        self, interaction: Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """A command failed unexpectedly: log it and still tell the user, privately."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        logger.error(
+            "slash command failed",
+            exc_info=cause,
+            extra={"platform": "discord", "command": getattr(interaction.command, "name", None)},
+        )
+        text = f"⚠️ That did not work: {describe(cause)}"
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException:
+            logger.warning("could not report a command failure", exc_info=True)
 
     async def _model_names(
         self, interaction: Interaction, current: str
@@ -200,9 +221,10 @@ class Commands:
 
     # --- the tree -----------------------------------------------------------------------------
 
-    def _build(self) -> None:  # noqa: C901 - one flat list of command definitions reads best
+    def _build(self) -> None:
         tree, rt = self._tree, self._rt
         run = self.run
+        tree.error(self._on_error)
 
         @tree.command(name="chat", description="Start a conversation in a new thread")
         @app_commands.describe(prompt="What to ask")
@@ -309,8 +331,3 @@ class Commands:
         @tree.command(name="help", description="What the bot can do")
         async def help_cmd(interaction: Interaction) -> None:
             await run(interaction, Help())
-
-
-def result_text(result: CommandResult) -> str:
-    """Kept for callers that render results outside an interaction."""
-    return render_result(result)

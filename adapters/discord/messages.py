@@ -89,11 +89,18 @@ class MessageHandler:
         attachments, notes = await self._attachments(message)
         for note in notes:
             await notify(note)
-        permissions = channel.permissions_for(message.author) if message.guild else None
+        text = _clean_text(message, me)
+        if not text and attachments:
+            # A file sent without words still asks for something: say what it is.
+            text = "Please look at the attached file."
+        author = message.author
+        permissions = (
+            channel.permissions_for(author) if isinstance(author, discord.Member) else None
+        )
         turn = Turn(
             key=key,
-            author=author_of(message.author, rt.policy, permissions),
-            text=_clean_text(message, me),
+            author=author_of(author, rt.policy, permissions),
+            text=text,
             server=server_of(message.guild),
             attachments=tuple(attachments),
             event_id=str(message.id),

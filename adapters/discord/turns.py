@@ -37,11 +37,19 @@ async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandC
     await interaction.response.defer(thinking=True)
     channel: Any = interaction.channel
     if isinstance(channel, discord.TextChannel):
-        thread: Any = await channel.create_thread(
-            name=thread_name(prompt),
-            type=discord.ChannelType.public_thread,
-            auto_archive_duration=1440,
-        )
+        try:
+            thread: Any = await channel.create_thread(
+                name=thread_name(prompt),
+                type=discord.ChannelType.public_thread,
+                auto_archive_duration=1440,
+            )
+        except discord.HTTPException as err:
+            reason = "it lacks the permission" if err.status == 403 else f"error {err.status}"
+            await interaction.edit_original_response(
+                content=f"⚠️ The bot could not open a thread here ({reason}). Try `/ask`.",
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
         await interaction.edit_original_response(
             content=f"🧵 {interaction.user.mention} started a conversation: {thread.mention}",
             allowed_mentions=NO_MENTIONS,
@@ -80,11 +88,16 @@ async def ask(
     *,
     private: bool,
 ) -> None:
-    """Answer once, in place; privately (ephemeral) when asked. Replies to it continue it."""
+    """Answer in place; privately (ephemeral) when asked.
+
+    In a channel it starts a conversation of its own, which a reply to the answer continues;
+    in a thread or a DM it is part of that conversation.
+    """
     await interaction.response.defer(thinking=True, ephemeral=private)
-    root = f"ask-{interaction.id}"
     channel_id = interaction.channel_id or 0
-    key = chain_key(channel_id, root)
+    own_chain = ctx.key.thread is None and interaction.guild is not None
+    root = f"ask-{interaction.id}"
+    key = chain_key(channel_id, root) if own_chain else ctx.key
     surface = _interaction_surface(interaction, rt, ephemeral=private)
     turn = Turn(
         key=key,
@@ -95,7 +108,7 @@ async def ask(
     )
     with rt.running.track(channel_id, key):
         result = await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
-    if not private:
+    if own_chain and not private:
         await rt.chains.link(root, result.message_ids or surface.sent)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from adapters.discord import DiscordBot, running_bot
 from bot.engine import Engine
 from tests.discord.conftest import World, discord_config
 from tests.fakes.fake_discord import FakeInteraction
-from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_ollama import FakeOllama, Reply
 
 
 async def response_of(world: World, inter: FakeInteraction) -> str:
@@ -118,3 +120,83 @@ async def test_commands_sync_to_configured_guilds_once(
     names = {c["name"] for c in fake.command_syncs[0][1]}
     assert {"chat", "ask", "model", "mode", "system", "think", "cot", "settings"} <= names
     assert {"reset", "stop", "stats", "help"} <= names
+
+
+async def test_moderator_settings_commands_change_what_the_model_gets(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    steps: list[tuple[str, str | None, dict[str, object]]] = [
+        ("mode", "set", {"mode": "precise"}),
+        ("mode", "show", {}),
+        ("system", "set", {"text": "Answer like a pirate."}),
+        ("system", "show", {}),
+        ("think", None, {"on": True}),
+    ]
+    for command, sub, options in steps:
+        inter = await fake.send_slash(
+            world.mod, world.general, command, subcommand=sub, options=options
+        )
+        text = await response_of(world, inter)
+        assert not text.startswith("⚠️"), (command, sub, text)
+    await fake.post_message(
+        world.alice, world.general, f"<@{fake.bot_user.id}> hi", mentions=[fake.bot_user]
+    )
+    await fake.wait_for(lambda: fake_ollama.requests)
+    system = fake_ollama.requests[-1]["messages"][0]
+    assert system["role"] == "system"
+    assert "pirate" in system["content"]
+    clear = await fake.send_slash(world.mod, world.general, "system", subcommand="clear")
+    assert not (await response_of(world, clear)).startswith("⚠️")
+
+
+async def test_reset_in_a_thread_forgets_the_conversation(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    await fake.send_slash(world.alice, world.general, "chat", options={"prompt": "number 7"})
+    thread = await fake.wait_for(lambda: next(iter(fake.threads_of(world.general.id)), None))
+    await fake.wait_for(lambda: fake_ollama.streams_completed == 1)
+    reset = await fake.send_slash(world.alice, thread, "reset")
+    await response_of(world, reset)
+    await fake.post_message(world.alice, thread, "what number?")
+    await fake.wait_for(lambda: fake_ollama.streams_completed == 2)
+    users = [m["content"] for m in fake_ollama.requests[-1]["messages"] if m["role"] == "user"]
+    assert users == ["what number?"]
+
+
+async def test_chat_where_threads_are_forbidden_says_so(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    fake.threads_forbidden = True
+    inter = await fake.send_slash(world.alice, world.general, "chat", options={"prompt": "hi"})
+    text = await response_of(world, inter)
+    assert "could not open a thread" in text
+    assert fake_ollama.requests == []
+
+
+async def test_ask_in_a_bot_thread_joins_its_conversation(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    await fake.send_slash(world.alice, world.general, "chat", options={"prompt": "first"})
+    thread = await fake.wait_for(lambda: next(iter(fake.threads_of(world.general.id)), None))
+    await fake.wait_for(lambda: fake_ollama.streams_completed == 1)
+    await fake.send_slash(world.alice, thread, "ask", options={"prompt": "second"})
+    await fake.wait_for(lambda: fake_ollama.streams_completed == 2)
+    users = [m["content"] for m in fake_ollama.requests[-1]["messages"] if m["role"] == "user"]
+    assert users == ["first", "second"]
+
+
+async def test_slow_command_is_deferred_then_answered(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    gate = asyncio.Event()
+    fake_ollama.script(Reply(tokens=["Step 1: think.\n", "Solution: 42"], gate=gate))
+    inter = await fake.send_slash(world.alice, world.general, "cot", options={"task": "6*7"})
+    await fake.wait_for(lambda: inter.callback_type == 5, within=5)
+    gate.set()
+    text = await response_of(world, inter)
+    assert "42" in text

@@ -249,6 +249,7 @@ class FakeDiscord:
         self.typing: dict[int, int] = {}
         self.limiter = ChannelLimiter(*rate_limit) if rate_limit else None
         self.rate_limit_headers = rate_limit_headers
+        self.threads_forbidden = False
         self.rate_limited_count = 0
         self.identifies = 0
         self.resumes = 0
@@ -818,6 +819,8 @@ class FakeDiscord:
         if rest == ["typing"]:
             self.typing[channel_id] = self.typing.get(channel_id, 0) + 1
             return web.Response(status=204)
+        if rest[-1:] == ["threads"] and self.threads_forbidden:
+            return _json({"message": "Missing Permissions", "code": 50013}, 403)
         if rest == ["threads"] and m == "POST":
             thread = self._new_thread(channel, body["name"], self.bot_user.id)
             await self.dispatch("THREAD_CREATE", {**thread.payload(), "newly_created": True})
