@@ -370,14 +370,21 @@ def chunked(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=chunked(), max_chars=st.integers(60, 2000), yields=st.booleans())
+@given(
+    case=chunked(),
+    max_chars=st.integers(60, 2000),
+    yields=st.booleans(),
+    rate_limited=st.sets(st.integers(0, 12), max_size=4),
+)
 def test_any_chunking_and_limit_shows_exactly_the_answer(
-    case: tuple[str, list[str]], max_chars: int, yields: bool
+    case: tuple[str, list[str]], max_chars: int, yields: bool, rate_limited: set[int]
 ) -> None:
     text, chunks = case
 
     async def scenario() -> tuple[FakeSurface, StreamedReply]:
-        surface = FakeSurface(max_chars=max_chars)
+        pacer = GatePacer()
+        pacer.open()
+        surface = FakeSurface(max_chars=max_chars, pacer=pacer, fail_with_429=rate_limited)
         streamer = ReplyStreamer(surface)
         for chunk in chunks:
             if yields:
@@ -387,6 +394,7 @@ def test_any_chunking_and_limit_shows_exactly_the_answer(
         return surface, await streamer.finish(DONE)
 
     surface, reply = asyncio.run(scenario())
+    assert reply.delivered
     assert reply.text == text
     assert all(len(t) <= max_chars for t in surface.texts)
     if text.strip():

@@ -63,7 +63,7 @@ class GatePacer:
     def open(self) -> None:
         """Allow everything from now on."""
         self._open = True
-        self.grant(1_000_000)
+        self.grant(self.waiting)  # release those already waiting; later callers pass at once
 
     async def acquire(self) -> None:
         if self._open:
