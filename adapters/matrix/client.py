@@ -200,6 +200,10 @@ class MatrixBot:
         for room_id, info in response.rooms.invite.items():
             await self._on_invite(room_id, info)
         for room_id, info in response.rooms.join.items():
+            for event in [*info.state, *info.timeline.events]:
+                source = getattr(event, "source", {}) or {}
+                if source.get("type") == "m.room.create":
+                    self.replier.note_create(room_id, source)
             room = self.client.rooms.get(room_id)
             if room is not None and room.encrypted and _own_join(info, self.config.user_id) >= 0:
                 await self.replier.on_encrypted(room_id)

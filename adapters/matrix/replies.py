@@ -40,6 +40,7 @@ _E2EE_NOTICE = (
 )
 _E2EE_NOTICE_INTERVAL = 600.0
 _PROGRESS_INTERVAL = 2.0
+_LEGACY_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 12))
 
 
 class Replier:
@@ -72,6 +73,7 @@ class Replier:
         self._streaming: dict[str, tuple[SessionKey, str]] = {}
         self._e2ee_noticed: dict[str, float] = {}
         self.stats = SendStats()
+        self._creators: dict[str, frozenset[str]] = {}
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -87,7 +89,26 @@ class Replier:
     def _state_key(self, *parts: str) -> str:
         return ":".join([PLATFORM, self.config.user_id, *parts])
 
+    def note_create(self, room_id: str, source: dict[str, Any]) -> None:
+        """Remember a room's creators from its ``m.room.create`` event.
+
+        From room version 12 on, creators outrank every power level and are no longer listed in
+        ``m.room.power_levels``; matrix-nio does not know this, so the adapter tracks them.
+        """
+        content = source.get("content", {})
+        version = str(content.get("room_version", "1"))
+        if version in _LEGACY_ROOM_VERSIONS:
+            self._creators.pop(room_id, None)
+            return
+        extra = content.get("additional_creators", [])
+        creators = {str(source.get("sender", ""))}
+        creators.update(u for u in extra if isinstance(u, str))
+        self._creators[room_id] = frozenset(creators)
+
     def is_moderator(self, room_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` is at or above the configured power level in the room."""
+        if user_id in self._creators.get(room_id, frozenset()):
+            return True
         room = self.client.rooms.get(room_id)
         if room is None:
             return False

@@ -23,6 +23,7 @@ async def test_long_streamed_reply_finishes_under_default_rate_limits(
     replies = await eventually(lambda: human.replies_to(room_id, bot.user_id, asked))
     await bot.bot.idle()
     assert await human.visible_text(room_id, replies[0]["event_id"]) == text
+    assert bot.bot.replier.stats.rate_limited <= 1  # paced under the limit, not by refusals
 
 
 async def test_bot_survives_429s_when_its_pacer_is_too_optimistic(
@@ -40,3 +41,4 @@ async def test_bot_survives_429s_when_its_pacer_is_too_optimistic(
     replies = await eventually(lambda: human.replies_to(room_id, bot.user_id, asked))
     await bot.bot.idle()
     assert await human.visible_text(room_id, replies[0]["event_id"]) == text
+    assert bot.bot.replier.stats.rate_limited >= 1  # Synapse did refuse, and the bot recovered

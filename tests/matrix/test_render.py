@@ -26,7 +26,7 @@ def test_links_to_matrix_to_lose_their_target_so_nobody_is_pinged() -> None:
 
 
 def test_javascript_links_are_dropped() -> None:
-    assert "javascript:" not in render_html('<a href="javascript:alert(1)">x</a>')
+    assert "<a" not in render_html('<a href="javascript:alert(1)">x</a>')
     assert 'href="javascript' not in render_html("[x](javascript:alert(1))")
 
 
