@@ -105,8 +105,9 @@ class Cut:
 
 def _next_state(line: str, state: Fence | None) -> Fence | None:
     """The fence state after one line (returns ``state`` itself when the line changes nothing)."""
-    stripped = line.lstrip(" ")
-    if not stripped.startswith(("```", "~~~")):
+    if not line or line[0] not in " `~":
+        return state  # the common case, decided without scanning the line
+    if not line.lstrip(" ").startswith(("```", "~~~")):
         return state
     match = _FENCE_RE.fullmatch(line.removesuffix("\r"))
     if match is None:
@@ -226,7 +227,7 @@ def next_cut(
     if more_coming:
         if rest <= room:
             return None  # the window is not complete yet: wait for more text
-    else:
+    elif len(prefix) + rest <= max_chars - reserve:  # else it cannot fit, whatever the suffix
         body = text[start:]
         state = fence_state(body, carried)
         suffix = _suffix(state, body)
