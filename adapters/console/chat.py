@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from adapters.console.surface import ConsoleSurface
 from bot.commands import (
+    HELP_LINES,
     CommandContext,
     CommandResult,
     PullView,
@@ -39,7 +40,14 @@ CONSOLE_KEY = SessionKey("console", "local", None)
 _QUIT = {"quit", "exit", "q"}
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
-CONSOLE_HELP = "Type a message to chat. /quit (or end of input) leaves; //text sends '/text'."
+
+def console_help() -> str:
+    """The commands, spelled the terminal's way (``/`` prefix), plus the terminal's own."""
+    lines = ["**Commands**"]
+    lines += [f"- `/{usage}`: {what}" for usage, what in HELP_LINES]
+    lines.append("- `/quit`: leave (so does Ctrl-D; Ctrl-C stops a reply, or leaves when idle)")
+    lines.append("Any other line is a message to the model; `//text` sends a line starting with /.")
+    return "\n".join(lines)
 
 
 class ConsoleChat:
@@ -133,10 +141,10 @@ class ConsoleChat:
             await self._render(await self._engine.execute(self._ctx, Reset()))
             if rest.strip():
                 self._start_turn(rest)
+        elif head == "help":
+            self._say(self._plain(console_help()))
         else:
             await self._command(text[1:])
-            if head == "help":
-                self._say(CONSOLE_HELP)
         return True
 
     async def _command(self, text: str) -> None:
