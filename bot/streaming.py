@@ -223,13 +223,19 @@ class ReplyStreamer:
 
         self._answer: list[str] = []
         self._thinking: list[str] = []
-        self._head: list[str] = []  # the rendered thinking block: only ever appended to
+        # The display text (thinking block, then answer) after the frozen parts, in pieces:
+        # per-flush work stays proportional to one message, not to the whole reply.
+        self._live: list[str] = []
+        self._has_head = False
         self._thinking_shown = 0
         self._answer_started = False
 
         # Parts already decided; they never change (see bot.splitting.next_cut).
         self._frozen: list[Part] = []
-        self._cut_start = 0
+        self._frozen_texts: list[tuple[str, int]] = []
+        self._settled = 0  # leading messages that show their frozen part: never touched again
+        self._version = 0  # bumped by every visible change; keys the cache below
+        self._desired_cache: tuple[int, list[tuple[str, int]]] | None = None
         self._cut_fence: Fence | None = None
         self._final: tuple[list[Part], list[tuple[str, int]]] | None = None
 
@@ -278,11 +284,13 @@ class ReplyStreamer:
         if chunk.content:
             if not self._answer_started:
                 self._answer_started = True
-                if self._head:
-                    self._head.append("\n\n")
+                if self._has_head:
+                    self._live.append("\n\n")
             self._answer.append(chunk.content)
+            self._live.append(chunk.content)
             changed = True
         if changed:
+            self._version += 1
             self._ensure_flusher()
             self._dirty.set()
 
@@ -311,6 +319,7 @@ class ReplyStreamer:
             self._status = status
             self._failures = 0
             self._footer = self._fit_footer(self._surface.render_status(status))
+            self._version += 1
         self._ensure_flusher()
         self._dirty.set()
         flusher = self._flusher
@@ -406,26 +415,24 @@ class ReplyStreamer:
         room = self._max_thinking_chars - self._thinking_shown
         if room <= 0:
             return False
-        if not self._head:
-            self._head.append(THINKING_MARK)
+        if not self._has_head:
+            self._has_head = True
+            self._live.append(THINKING_MARK)
         piece = thinking[:room]
         self._thinking_shown += len(piece)
-        self._head.append(piece.replace("\n", "\n> "))
+        self._live.append(piece.replace("\n", "\n> "))
         if len(thinking) > room:
-            self._head.append(" " + PLACEHOLDER)
+            self._live.append(" " + PLACEHOLDER)
             self._thinking_shown = self._max_thinking_chars
         return True
 
-    def _display(self) -> str:
-        if len(self._head) > 1:
-            self._head[:] = ["".join(self._head)]
-        head = self._head[0] if self._head else ""
-        display = head + self.text
-        if self._finishing:
-            display += self._notice(head)
-        return display
+    def _tail(self) -> str:
+        """The display text not yet in a frozen part."""
+        if len(self._live) > 1:
+            self._live[:] = ["".join(self._live)]
+        return self._live[0] if self._live else ""
 
-    def _notice(self, head: str) -> str:
+    def _notice(self) -> str:
         """What stands in for an empty answer, so the user sees an outcome."""
         if self.text.strip():
             return ""
@@ -437,7 +444,7 @@ class ReplyStreamer:
             notice = f"\N{WARNING SIGN} {status.error}"
         else:
             notice = _EMPTY_NOTICES[status.outcome]
-        return ("\n\n" if head and not self._answer_started else "") + notice
+        return ("\n\n" if self._has_head and not self._answer_started else "") + notice
 
     def _fit_footer(self, footer: str) -> str:
         room = max_reserve(self._max_chars) - 1  # one for the newline before it
@@ -447,9 +454,9 @@ class ReplyStreamer:
 
     def _final_state(self) -> tuple[list[Part], list[tuple[str, int]]]:
         if self._final is None:
-            display = self._display()
+            display = self._tail() + self._notice()
             parts = list(self._frozen)
-            start, fence = self._cut_start, self._cut_fence
+            start, fence = 0, self._cut_fence
             reserve = len(self._footer) + 1 if self._footer else 0
             while (
                 cut := next_cut(
@@ -473,26 +480,39 @@ class ReplyStreamer:
         """The messages as they should look now: (text, body length) each."""
         if self._finishing:
             return self._final_state()[1]
-        display = self._display()
+        if self._desired_cache is not None and self._desired_cache[0] == self._version:
+            return self._desired_cache[1]
+        tail = self._tail()
+        frozen_any = False
         while (
-            cut := next_cut(
-                display, self._cut_start, self._max_chars, fence=self._cut_fence, more_coming=True
-            )
+            cut := next_cut(tail, 0, self._max_chars, fence=self._cut_fence, more_coming=True)
         ) is not None:
             self._frozen.append(cut.part)
-            self._cut_start, self._cut_fence = cut.end, cut.fence
-        desired = [(_render(part), len(part.body)) for part in self._frozen]
-        preview = next_cut(
-            display, self._cut_start, self._max_chars, fence=self._cut_fence, more_coming=False
-        )
+            self._frozen_texts.append((_render(cut.part), len(cut.part.body)))
+            self._cut_fence = cut.fence
+            tail = tail[cut.end :]
+            frozen_any = True
+        if frozen_any:
+            self._live[:] = [tail]
+        desired = list(self._frozen_texts)
+        preview = next_cut(tail, 0, self._max_chars, fence=self._cut_fence, more_coming=False)
         # A part of nothing but whitespace waits for text rather than showing a placeholder.
         if preview is not None and preview.part.body.strip():
             desired.append((preview.part.text, len(preview.part.body)))
+        self._desired_cache = (self._version, desired)
         return desired
 
     def _next_operation(self) -> tuple[int, str, int] | None:
         desired = self._desired()
-        for index, (text, body) in enumerate(desired):
+        if not self._finishing:
+            # Frozen parts already shown never change: skip them without comparing texts.
+            while (
+                self._settled < min(len(self._frozen_texts), len(self._shown))
+                and self._shown[self._settled] == self._frozen_texts[self._settled][0]
+            ):
+                self._settled += 1
+        for index in range(self._settled, len(desired)):
+            text, body = desired[index]
             if index >= len(self._shown) or self._shown[index] != text:
                 return index, text, body
         for index in range(len(desired), len(self._shown)):
