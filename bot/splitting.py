@@ -8,7 +8,10 @@ at the end of one message and reopens it, with the same info string, at the star
 
 Cuts are made, in order of preference, after a blank line (a paragraph boundary), after any
 line, after the whitespace between two words, and only when a single word is longer than a
-message, inside that word.
+message, inside that word. Within a kind the latest place wins, and a better kind is only taken
+when it fills at least half the message (a paragraph break near the top would waste a message).
+A cut never leaves a part of nothing but whitespace when another choice exists, and never makes
+a fence line out of text that was not one (a cut starts a new line in the next message).
 
 Streaming needs the same cuts made incrementally: :func:`next_cut` decides one part at a time and
 only looks at a window of ``max_chars + 1`` characters after the part's start, so a part frozen
