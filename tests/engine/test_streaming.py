@@ -401,3 +401,26 @@ def test_any_chunking_and_limit_shows_exactly_the_answer(
         reserve = len("\n" + footer_of())
         assert list(reply.parts) == split_reply(text, max_chars, reserve=reserve)
         assert reassembled(surface, reply) == text
+
+
+async def test_replies_sharing_a_channel_pacer_take_turns() -> None:
+    from bot.pacing import TokenBucketPacer
+    from tests.engine.test_pacing import FakeClock
+
+    clock = FakeClock()
+    pacer = TokenBucketPacer(rate=1.0, burst=1, clock=clock, sleep=clock.sleep)
+    log: list[str] = []
+
+    async def reply(name: str) -> None:
+        surface = FakeSurface(pacer=pacer)
+        streamer = ReplyStreamer(surface, on_operation=lambda op: log.append(name))
+        for index in range(30):
+            await streamer.feed(answer(f"{name}{index} "))
+            await asyncio.sleep(0)
+        await streamer.finish(DONE)
+        assert surface.texts[-1].startswith("".join(f"{name}{i} " for i in range(30)))
+
+    await asyncio.gather(reply("a"), reply("b"))
+    # Neither reply holds the channel: the grants alternate instead of one reply going first.
+    assert log.index("b") <= 2
+    assert "".join(log[:6]) in {"ababab", "bababa"}
