@@ -39,9 +39,9 @@ class TokenBucketPacer:
     Examples: a Discord channel (about 5 per 5 s) is ``TokenBucketPacer(rate=1.0, burst=5)``;
     Synapse's default ``rc_message`` is ``TokenBucketPacer(rate=0.2, burst=10)``.
 
-    Each 429 makes the bucket learn: the rate drops by a quarter (down to an eighth of the
-    configured rate) and the burst by one (down to 1). After ``recover_after`` seconds without a
-    429 the configured values come back.
+    Each 429 (not already inside a block) makes the bucket learn: the rate drops by a quarter
+    (down to an eighth of the configured rate) and the burst by one (down to 1). After
+    ``recover_after`` seconds without a 429 the configured values come back.
 
     Args:
         rate: Tokens added per second.
@@ -112,14 +112,17 @@ class TokenBucketPacer:
         now = self._clock()
         self._refill(now)
         self.penalties += 1
+        # A second report of a block already in force (the HTTP layer and the surface both
+        # saw the same 429) must not slow the destination down twice.
+        learn = now >= self._blocked_until
         self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
         # One operation (the retry) may go at the end of the block; nothing accrues during it,
         # so a 429 is never followed by a burst.
         self._tokens = 1.0
         self._last_penalty = now
-        floor = self._configured[0] / 8
-        self._rate = max(floor, self._rate * 0.75)
-        self._burst = max(1, self._burst - 1)
+        if learn:
+            self._rate = max(self._configured[0] / 8, self._rate * 0.75)
+            self._burst = max(1, self._burst - 1)
         logger.info(
             "rate limited: pausing and slowing down",
             extra={"retry_after": retry_after, "rate": self._rate, "burst": self._burst},
@@ -217,8 +220,10 @@ class IntervalPacer:
     def penalize(self, retry_after: float) -> None:
         """The platform answered 429: block until ``retry_after`` from now and slow down."""
         self.penalties += 1
-        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, retry_after))
-        self._interval = max(self._interval * 1.5, 0.1)
+        now = self._clock()
+        if now >= self._blocked_until:  # the same block reported twice slows down once
+            self._interval = max(self._interval * 1.5, 0.1)
+        self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
 
 
 P = TypeVar("P")

@@ -65,12 +65,25 @@ async def test_penalize_blocks_until_retry_after_and_learns_a_slower_rate() -> N
     assert times[1] - times[0] == pytest.approx(1 / pacer.rate)
 
 
+async def test_the_same_429_reported_twice_slows_down_once() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    pacer.penalize(2.0)
+    pacer.penalize(2.0)  # e.g. the HTTP layer and the reply surface both saw it
+    assert (pacer.rate, pacer.burst) == (0.75, 4)
+    interval = IntervalPacer(1.0, clock=clock, sleep=clock.sleep)
+    interval.penalize(2.0)
+    interval.penalize(2.0)
+    assert interval.interval == pytest.approx(1.5)
+
+
 async def test_learned_slowdown_is_forgotten_after_a_quiet_period() -> None:
     clock = FakeClock()
     pacer = TokenBucketPacer(1.0, 5, recover_after=60.0, clock=clock, sleep=clock.sleep)
     pacer.penalize(1.0)
+    clock.now += 2.0
     pacer.penalize(1.0)
-    assert pacer.rate < 1.0
+    assert pacer.rate < 0.75
     clock.now += 61.0
     assert pacer.tokens == pytest.approx(5)
     assert (pacer.rate, pacer.burst) == (1.0, 5)
@@ -81,6 +94,7 @@ async def test_rate_never_drops_below_an_eighth_of_the_configured_rate() -> None
     pacer = bucket(clock, rate=1.0, burst=5)
     for _ in range(50):
         pacer.penalize(0.0)
+        clock.now += 0.001
     assert pacer.rate == pytest.approx(1 / 8)
     assert pacer.burst == 1
 
