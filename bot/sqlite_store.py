@@ -480,8 +480,9 @@ class SqliteStore:
         async with self._op("mark interrupted") as db:
             return await _run(
                 db,
-                "UPDATE messages SET status = ? WHERE status = ?",
-                (MessageStatus.INTERRUPTED.value, MessageStatus.STREAMING.value),
+                # The literal lets SQLite pick the partial index on streaming messages.
+                "UPDATE messages SET status = ? WHERE status = 'streaming'",
+                (MessageStatus.INTERRUPTED.value,),
             )
 
     async def claim_event(self, platform: str, event_id: str) -> bool:

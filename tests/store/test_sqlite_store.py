@@ -15,7 +15,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.migrations import LATEST_VERSION
-from bot.sqlite_store import SqliteStore, migrate, store_error
+from bot.sqlite_store import _CONTEXT_SQL, SqliteStore, migrate, store_error
 from bot.store import MessageStatus, NewMessage, Scope, ScopeKind
 from bot.turn import SessionKey
 from bot.types import Role
@@ -230,3 +230,14 @@ def test_an_unclassified_driver_error_still_gets_a_user_message() -> None:
     error = store_error(sqlite3.ProgrammingError("Cannot operate on a closed database."), "read")
     assert "The bot's database failed" in error.user_message
     assert "closed database" in error.detail
+
+
+async def test_context_query_is_a_range_scan_of_the_session_index(db_path: Path) -> None:
+    # The plan, not a timing: a full scan would still pass every other test, only slower.
+    await migrate(db_path)
+    with raw(db_path) as conn:
+        plan = [
+            row[3]
+            for row in conn.execute("EXPLAIN QUERY PLAN " + _CONTEXT_SQL, (1, 2, "a", "b", "c", 3))
+        ]
+    assert plan == ["SEARCH messages USING INDEX messages_session (session_id=? AND id<?)"]
