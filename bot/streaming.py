@@ -125,8 +125,8 @@ class StreamedReply:
         edits: Successful edits.
         sends: Successful sends.
         rate_limited: 429s met on the way.
-        parts: How the display text was split (``unsplit(parts)`` is the display text:
-            the thinking block when shown, then the answer or the empty-answer notice).
+        parts: How the display text was split (``unsplit(parts)`` is the display text: the
+            thinking block when shown, the answer, then any error or empty-answer notice).
         thinking: The model's thinking text (shown or not).
         operations: Every successful operation, in order.
         delivered: Whether the final state reached the platform (``False`` after giving up).
@@ -177,8 +177,9 @@ class ReplyStreamer:
     :class:`~bot.errors.RateLimited` the pacer is penalized and the newest text retried.
 
     ``finish`` makes the final state visible: the whole display text, split, with
-    ``"\\n" + surface.render_status(status)`` appended to the last message. An answer that is
-    empty shows the error (or a notice), so the user always sees an outcome.
+    ``"\\n" + surface.render_status(status)`` appended to the last message. An error the footer
+    does not mention is added after the text, and an empty answer without an error says so:
+    the user always sees an outcome.
 
     Args:
         surface: Where the reply is shown.
@@ -433,18 +434,19 @@ class ReplyStreamer:
         return self._live[0] if self._live else ""
 
     def _notice(self) -> str:
-        """What stands in for an empty answer, so the user sees an outcome."""
-        if self.text.strip():
-            return ""
+        """What the reply adds so the user sees its outcome: the error, or why it is empty."""
         status = self._status
         assert status is not None
-        if status.error:
-            if status.error in self._footer:
-                return ""  # the footer says it already
+        blank = not self.text.strip()
+        # The footer usually says what went wrong; when it does not, the text must.
+        if status.error and status.error not in self._footer:
             notice = f"\N{WARNING SIGN} {status.error}"
-        else:
+        elif blank and not status.error:
             notice = _EMPTY_NOTICES[status.outcome]
-        return ("\n\n" if self._has_head and not self._answer_started else "") + notice
+        else:
+            return ""
+        before = self._has_head or not blank
+        return ("\n\n" if before else "") + notice
 
     def _fit_footer(self, footer: str) -> str:
         room = max_reserve(self._max_chars) - 1  # one for the newline before it

@@ -424,3 +424,12 @@ async def test_replies_sharing_a_channel_pacer_take_turns() -> None:
     # Neither reply holds the channel: the grants alternate instead of one reply going first.
     assert log.index("b") <= 2
     assert "".join(log[:6]) in {"ababab", "bababa"}
+
+
+async def test_error_after_partial_text_is_shown_even_without_a_footer() -> None:
+    surface = FakeSurface(footer=lambda status: "")
+    streamer = ReplyStreamer(surface)
+    await streamer.feed(answer("The first half"))
+    reply = await streamer.finish(ReplyStatus(Outcome.INTERRUPTED, error="Ollama went away."))
+    assert surface.texts == ["The first half\n\n\N{WARNING SIGN} Ollama went away."]
+    assert reply.text == "The first half"
