@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import DEFAULT_CONFIG_PATH, BotConfig, load_config
-from bot.errors import ConfigError, OllabotError
+from bot.errors import ConfigError, OllabotError, StoreError
 from bot.logs import configure_logging, register_secret, shutdown_logging
 
 __all__ = ["build_parser", "main"]
@@ -93,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _fail(f"configuration error: {exc.user_message}")
         return EXIT_CONFIG
+    except StoreError as exc:
+        # The person at this edge is the operator: the path and the cause help them, and a
+        # store's detail never holds a secret.
+        detail = "" if exc.detail == exc.user_message else f" ({exc.detail})"
+        _fail(f"{exc.user_message}{detail} storage.path is {config.storage.path}.")
+        return EXIT_FAILED
     except OllabotError as exc:
         _fail(exc.user_message)
         return EXIT_FAILED

@@ -54,7 +54,12 @@ async def run_bot(config: BotConfig, *, source: str, err: TextIO = sys.stderr) -
         ]
         names = ", ".join(s.name for s in configured)
         err.write(f"ollabot is running ({names}). Stop it with Ctrl-C or SIGTERM.\n")
-        await _until_signal(tasks, interrupt=None)
+        ended = await _until_signal(tasks, interrupt=None)
+        if ended:
+            # An adapter returned by itself: without it the bot is not doing its job.
+            err.write(f"The {ended} adapter stopped; shutting down.\n")
+        else:
+            err.write("Shutting down: letting replies in progress finish (Ctrl-C to force).\n")
         logger.info("shutting down", extra={"adapters": names})
 
 
@@ -75,10 +80,17 @@ async def _warn_if_ollama_down(engine: Engine, err: TextIO) -> None:
         err.write(f"warning: {exc.user_message} Replies fail until it is reachable.\n")
 
 
-async def _until_signal(tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt | None) -> None:
+async def _until_signal(
+    tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt | None
+) -> str | None:
     """Wait until a task ends or SIGINT/SIGTERM asks to stop; then cancel the rest.
 
-    A task that failed re-raises its error here, after the others were cancelled.
+    Returns:
+        The name of the task that ended by itself (``adapter-`` prefix removed), or ``None``
+        when a signal asked to stop.
+
+    Raises:
+        Exception: the error of a task that failed, after the others were cancelled.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -105,7 +117,7 @@ async def _until_signal(tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt 
             installed.append(signum)
     stopper = asyncio.create_task(stop.wait(), name="wait-for-signal")
     try:
-        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -117,3 +129,6 @@ async def _until_signal(tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt 
             error = task.exception()
             if error is not None:
                 raise error
+    if stopper in done:
+        return None
+    return next(t.get_name().removeprefix("adapter-") for t in tasks if t in done)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.config import BotConfig, describe_validation_error
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.ollama_backend import OllamaChatModel
 from bot.sqlite_store import SqliteStore
 
@@ -56,7 +56,13 @@ async def open_engine(config: BotConfig) -> AsyncIterator[Engine]:
     Closing lets in-flight replies finish for a grace period, marks the rest, and closes the
     backend and the store.
     """
-    config.storage.path.parent.mkdir(parents=True, exist_ok=True)
+    directory = config.storage.path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot create the database's directory {directory}: {exc.strerror}."
+        ) from exc
     engine = Engine(make_model(config), SqliteStore(config.storage.path), config)
     try:
         await engine.start()

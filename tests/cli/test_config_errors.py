@@ -75,3 +75,16 @@ async def test_matrix_without_credentials_names_both_variables(tmp_path: Path) -
     assert result.code == 2
     assert "MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD" in result.stderr
     assert "Traceback" not in result.output
+
+
+async def test_unusable_database_path_names_it_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "a-file" / "bot.db"}"\n')
+
+    result = await run_ollabot("--config", str(config), "chat", cwd=tmp_path, stdin="hi\n")
+
+    assert result.code == 1
+    assert "storage.path is" in result.stderr
+    assert str(tmp_path / "a-file") in result.stderr
+    assert "Traceback" not in result.output
