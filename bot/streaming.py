@@ -185,6 +185,8 @@ class ReplyStreamer:
         surface: Where the reply is shown.
         show_thinking: Show the model's thinking before the answer, as a "💭" blockquote.
         typing_interval: Seconds between typing notifications before the first text (0: none).
+        typing_limit: Stop typing notifications after this many seconds even without text
+            (a safety net for a streamer its owner forgot to finish).
         max_thinking_chars: Thinking shown beyond this many characters is elided with "…".
         max_attempts: Failed operations in a row after ``finish`` before giving up (logged).
         retry_backoff: First pause after a failure other than a 429 (doubles, at most 4 s).
@@ -202,6 +204,7 @@ class ReplyStreamer:
         *,
         show_thinking: bool = False,
         typing_interval: float = 8.0,
+        typing_limit: float = 600.0,
         max_thinking_chars: int = 1500,
         max_attempts: int = 8,
         retry_backoff: float = 0.25,
@@ -215,6 +218,7 @@ class ReplyStreamer:
         next_cut("", 0, self._max_chars, more_coming=False)  # validates max_chars early
         self._show_thinking = show_thinking
         self._typing_interval = typing_interval
+        self._typing_limit = typing_limit
         self._max_thinking_chars = max_thinking_chars
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
@@ -601,6 +605,11 @@ class ReplyStreamer:
         return True
 
     async def _typing_loop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._typing_limit):
+                await self._type_until_visible()
+
+    async def _type_until_visible(self) -> None:
         while not self._first_visible.is_set() and not self._finishing:
             try:
                 await self._surface.typing()

@@ -433,3 +433,16 @@ async def test_error_after_partial_text_is_shown_even_without_a_footer() -> None
     reply = await streamer.finish(ReplyStatus(Outcome.INTERRUPTED, error="Ollama went away."))
     assert surface.texts == ["The first half\n\n\N{WARNING SIGN} Ollama went away."]
     assert reply.text == "The first half"
+
+
+async def test_typing_repeats_until_text_and_stops_at_its_limit() -> None:
+    surface = FakeSurface()
+    streamer = ReplyStreamer(surface, typing_interval=0.001, typing_limit=0.05)
+    await streamer.start()
+    for _ in range(1000):  # ends by itself at the limit, with no text ever sent
+        if not streamer.typing_active:
+            break
+        await asyncio.sleep(0.005)
+    assert not streamer.typing_active
+    assert surface.typing_count >= 2
+    await streamer.finish(DONE)
