@@ -283,15 +283,21 @@ def _seconds(ns: int | None) -> float | None:
 
 def _delta(part: ollama.ChatResponse) -> ChatDelta:
     msg = part.message
-    calls = tuple(
-        ToolCall(name=c.function.name, arguments=dict(c.function.arguments))
-        for c in msg.tool_calls or ()
+    calls = (
+        tuple(
+            ToolCall(name=c.function.name, arguments=dict(c.function.arguments))
+            for c in msg.tool_calls
+        )
+        if msg.tool_calls
+        else ()
     )
+    if not part.done:  # the per-token path: only what a token carries
+        return ChatDelta(content=msg.content or "", thinking=msg.thinking or "", tool_calls=calls)
     return ChatDelta(
         content=msg.content or "",
         thinking=msg.thinking or "",
         tool_calls=calls,
-        done=bool(part.done),
+        done=True,
         done_reason=part.done_reason,
         eval_count=part.eval_count,
         prompt_eval_count=part.prompt_eval_count,
