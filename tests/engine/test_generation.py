@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,13 +13,14 @@ from bot.backend import ChatRequest
 from bot.cache import ResponseCache
 from bot.errors import (
     GenerationTimeout,
+    InputRejected,
     ModelNotFoundError,
     OllamaError,
     OllamaUnavailableError,
 )
 from bot.generation import Generator, ResponseStream, Timeouts
 from bot.ollama_backend import OllamaChatModel
-from bot.retry import RetryPolicy
+from bot.retry import RetryPolicy, is_retryable
 from bot.types import Message, Outcome, Role, StreamChunk, ToolCall
 from tests.fakes.fake_ollama import FakeOllama, Reply
 
@@ -474,3 +476,76 @@ async def test_interrupted_replies_are_not_cached(
     assert response.outcome is Outcome.COMPLETE
     assert not response.cached
     assert len(fake_ollama.requests) == 2
+
+
+async def test_aclose_during_retry_backoff_stops_without_waiting_it_out(
+    backend: OllamaChatModel, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.retry")  # whatever other tests set
+    await fake_ollama.stop()
+    generator = Generator(backend, retry=RetryPolicy(attempts=5, initial=30.0, maximum=30.0))
+    stream = generator.stream(ask())
+    backing_off = asyncio.Event()
+    handler = _SignalHandler(backing_off)
+    logging.getLogger("bot.retry").addHandler(handler)
+    try:
+        consumer = asyncio.create_task(chunks_of(stream))
+        await asyncio.wait_for(backing_off.wait(), 5)  # first attempt refused; 30 s sleep begins
+
+        await stream.aclose()
+        await consumer
+    finally:
+        logging.getLogger("bot.retry").removeHandler(handler)
+
+    assert stream.response is not None
+    assert stream.response.outcome is Outcome.STOPPED
+
+
+class _SignalHandler(logging.Handler):
+    """Sets an event when the retry policy logs that it is about to sleep."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        super().__init__(logging.WARNING)
+        self._event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._event.set()
+
+
+# -- retry policy -----------------------------------------------------------------------------
+
+
+def test_retryable_errors_are_only_those_that_say_so() -> None:
+    assert is_retryable(OllamaUnavailableError("http://x"))
+    assert is_retryable(OllamaError("boom", status_code=500, retryable=True))
+    assert not is_retryable(OllamaError("bad request", status_code=400))
+    assert not is_retryable(ModelNotFoundError("m", ["a"]))
+    assert not is_retryable(GenerationTimeout("first token", 1.0))
+    assert not is_retryable(InputRejected("too long"))
+    assert not is_retryable(ValueError("not ours"))
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    policy = RetryPolicy(attempts=10, initial=0.5, maximum=4.0, jitter=0.0)
+
+    assert [policy.backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    jittered = [RetryPolicy(initial=1.0, maximum=100.0).backoff(1, jitter=0.5) for _ in range(50)]
+    assert all(1.0 <= w <= 1.5 for w in jittered)
+
+
+def test_retry_policy_rejects_zero_attempts() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
+
+
+async def test_each_retry_is_logged(
+    generator: Generator, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_ollama.script(Reply(status=500, error_message="first failure"))
+    with caplog.at_level(logging.WARNING, logger="bot.retry"):
+        await generator.stream(ask())
+
+    retries = [r for r in caplog.records if r.name == "bot.retry"]
+    assert len(retries) == 1
+    assert "attempt 1 failed" in retries[0].getMessage()
+    assert "first failure" in retries[0].getMessage()
