@@ -601,7 +601,11 @@ class ReplyStreamer:
             )
             self._gave_up = True
             return False
-        logger.warning("reply message operation failed; retrying with the newest text", extra=extra)
+        # A 429 is routine while streaming (the pacer learns from it); anything else is not.
+        level = logging.INFO if isinstance(err, RateLimited) else logging.WARNING
+        logger.log(
+            level, "reply message operation failed; retrying with the newest text", extra=extra
+        )
         return True
 
     async def _typing_loop(self) -> None:
