@@ -87,7 +87,6 @@ async def one_run(
         sync_timeout_ms=5000,
         # Lifted: the operator tells the bot the limit is gone, so it may edit often.
         messages_per_second=5.0 if lifted else 0.2,
-        message_burst=10,
     )
     engine = Engine(
         OllamaChatModel(fake.url),

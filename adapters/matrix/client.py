@@ -261,8 +261,10 @@ class MatrixBot:
         if not self._invite_allowed(room_id, inviter):
             log.info("declining invite", extra={"platform": PLATFORM, "room": room_id,
                                                 "inviter": inviter})  # fmt: skip
+            await self._paced()
             await self.client.room_leave(room_id)
             return
+        await self._paced()
         response = await self.client.join(room_id)
         if not isinstance(response, nio.JoinResponse):
             log.warning("could not join %s: %s", room_id, response)
@@ -270,6 +272,11 @@ class MatrixBot:
         if direct:
             await self.replier.mark_direct(room_id)
         log.info("joined", extra={"platform": PLATFORM, "room": room_id, "inviter": inviter})
+
+    async def _paced(self) -> None:
+        # Synapse counts membership events against the same per-user rc_message budget as
+        # messages: take them from the bot's bucket too, so its count matches the server's.
+        await self.replier.pacer("").acquire()
 
     async def _leave_if_alone(self, room_id: str) -> None:
         room = self.client.rooms.get(room_id)
@@ -279,6 +286,7 @@ class MatrixBot:
         if others:
             return
         log.info("last member left; leaving", extra={"platform": PLATFORM, "room": room_id})
+        await self._paced()
         await self.client.room_leave(room_id)
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             await self.client.room_forget(room_id)

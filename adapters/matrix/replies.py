@@ -331,6 +331,7 @@ class Replier:
         self._e2ee_noticed[room_id] = now
         sender = RoomSender(self.client, room_id, "", None)
         body: dict[str, Any] = {"msgtype": "m.notice", "body": _E2EE_NOTICE, "m.mentions": {}}
+        await self.pacer(room_id).acquire()
         try:
             await self.client.room_send(room_id, "m.room.message", body)
         except (aiohttp.ClientError, TimeoutError) as err:

@@ -42,9 +42,10 @@ async def send_checked(client: nio.AsyncClient, room_id: str, body: dict[str, An
             "Could not post to the Matrix room (homeserver unreachable).",
             {"room": room_id, "error": repr(err)},
         ) from err
+    status = getattr(response, "status_code", None)
+    log.debug("sent to %s: %s", room_id, status or "ok")
     if isinstance(response, nio.RoomSendResponse):
         return str(response.event_id)
-    status = getattr(response, "status_code", None)
     if status in ("M_LIMIT_EXCEEDED", 429):
         retry_ms = getattr(response, "retry_after_ms", None) or 5000
         raise RateLimited(retry_ms / 1000, detail=f"{room_id}: {response}")
