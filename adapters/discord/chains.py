@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from bot.store import Store
 
@@ -23,3 +23,11 @@ class ReplyChains:
         """Record that ``message_ids`` belong to the chain rooted at ``root``."""
         for message_id in message_ids:
             await self._store.set_state(f"{_PREFIX}{message_id}", root)
+
+    def linker(self, root: str) -> Callable[[int], Awaitable[None]]:
+        """A callback linking each new message of a reply to the chain, as it is created."""
+
+        async def link(message_id: int) -> None:
+            await self.link(root, [message_id])
+
+        return link

@@ -31,9 +31,11 @@ _CHANNEL_URL = re.compile(r"/channels/(\d+)/")
 _WEBHOOK_URL = re.compile(r"/webhooks/\d+/([^/?]+)")
 
 
-def default_pacers() -> Callable[[int], Pacer]:
-    """One token bucket per channel: a burst of 5, then one operation a second."""
-    pool = PacerPool(lambda: TokenBucketPacer(rate=1.0, burst=5))
+def default_pacers(config: DiscordConfig) -> Callable[[int], Pacer]:
+    """One token bucket per channel, shared by every reply there (see ``edits_per_second``)."""
+    pool = PacerPool(
+        lambda: TokenBucketPacer(rate=config.edits_per_second, burst=config.edit_burst)
+    )
     return lambda channel_id: pool.get(str(channel_id))
 
 
@@ -43,7 +45,7 @@ class DiscordBot(discord.Client):
     Args:
         engine: The started engine.
         config: The ``[discord]`` configuration.
-        pacer_for: The pacer of a channel id (default: :func:`default_pacers`).
+        pacer_for: The pacer of a channel id (default: :func:`default_pacers` of ``config``).
     """
 
     def __init__(
@@ -67,7 +69,7 @@ class DiscordBot(discord.Client):
             guild_ready_timeout=config.guild_ready_timeout,
             http_trace=trace,
         )
-        self.runtime = Runtime(engine, config, pacer_for or default_pacers())
+        self.runtime = Runtime(engine, config, pacer_for or default_pacers(config))
         self.tree: app_commands.CommandTree[DiscordBot] = app_commands.CommandTree(self)
         self.commands = Commands(self.tree, self.runtime)
         self.messages = MessageHandler(self, self.runtime)

@@ -25,6 +25,10 @@ class DiscordConfig(BaseModel):
         show_footer: Show model and tokens/s under finished replies.
         max_attachment_bytes: Larger attachments are left out, with a note.
         guild_ready_timeout: Seconds discord.py waits for guilds before ``on_ready``.
+        edits_per_second: Sends+edits per second per channel. Discord allows about 5 per 5 s;
+            spreading them evenly (with a burst of 1) keeps a streamed reply within a second
+            of the model, where a burst of 5 would stall it for the rest of the window.
+        edit_burst: Operations a channel may make at once before ``edits_per_second`` applies.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -46,3 +50,5 @@ class DiscordConfig(BaseModel):
     show_footer: bool = True
     max_attachment_bytes: int = Field(default=512 * 1024, ge=0)
     guild_ready_timeout: float = Field(default=2.0, ge=0)
+    edits_per_second: float = Field(default=1.0, gt=0)
+    edit_burst: int = Field(default=1, ge=1)

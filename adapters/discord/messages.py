@@ -79,7 +79,11 @@ class MessageHandler:
         channel: Any = message.channel
         pacer = rt.pacer_for(channel.id)
         surface = ChannelSurface(
-            channel, pacer, reference=message, show_footer=rt.config.show_footer
+            channel,
+            pacer,
+            reference=message,
+            show_footer=rt.config.show_footer,
+            on_sent=rt.chains.linker(root) if root is not None else None,
         )
 
         async def notify(text: str) -> None:
@@ -109,9 +113,7 @@ class MessageHandler:
             # Linked before answering, so a quick reply to the answer finds its chain.
             await rt.chains.link(root, [message.id])
         with rt.running.track(channel.id, key):
-            result = await rt.engine.handle_turn(turn, surface, notify=notify)
-        if root is not None:
-            await rt.chains.link(root, result.message_ids or surface.sent)
+            await rt.engine.handle_turn(turn, surface, notify=notify)
 
     async def _attachments(self, message: discord.Message) -> tuple[list[Attachment], list[str]]:
         """Attachments within the size cap, and notes about the ones left out."""

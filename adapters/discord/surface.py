@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import discord
@@ -26,6 +27,9 @@ NO_MENTIONS = discord.AllowedMentions.none()
 TOKEN_LIFETIME = 15 * 60.0
 TOKEN_MARGIN = 60.0
 """Stop using an interaction token this long before Discord expires it."""
+
+OnSent = Callable[[int], Awaitable[None]]
+"""Called with the id of each message a surface creates (to link it to its reply chain)."""
 
 _TOKEN_ERRORS = {10015, 50027, 10062}  # unknown webhook, invalid webhook token, unknown interaction
 
@@ -60,6 +64,7 @@ class ChannelSurface:
         pacer: The channel's pacer (shared by every reply in that channel).
         reference: The message to reply to with the first message (no ping).
         show_footer: Put model and speed under the finished reply.
+        on_sent: Told the id of every message the reply creates, as soon as it exists.
     """
 
     def __init__(
@@ -69,8 +74,10 @@ class ChannelSurface:
         *,
         reference: discord.Message | None = None,
         show_footer: bool = True,
+        on_sent: OnSent | None = None,
     ) -> None:
         self._channel = channel
+        self._on_sent = on_sent
         self._pacer = pacer
         self._reference = reference
         self._show_footer = show_footer
@@ -96,6 +103,8 @@ class ChannelSurface:
         except discord.HTTPException as err:
             raise translate(err) from err
         self.sent.append(message.id)
+        if self._on_sent is not None:
+            await self._on_sent(message.id)
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -135,8 +144,10 @@ class InteractionSurface:
         ephemeral: bool = False,
         show_footer: bool = True,
         token_lifetime: float = TOKEN_LIFETIME,
+        on_sent: OnSent | None = None,
     ) -> None:
         self._interaction = interaction
+        self._on_sent = on_sent
         self._pacer = pacer
         self._fallback = fallback
         self._ephemeral = ephemeral
@@ -171,16 +182,20 @@ class InteractionSurface:
                     raise translate(err) from err
                 self.expire()
             else:
-                self.sent.append(message_id)
-                return str(message_id)
+                return await self._created(message_id)
         channel = self._channel_for_fallback()
         try:
             message = await channel.send(text, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as err:
             raise translate(err) from err
         self._via_channel.add(message.id)
-        self.sent.append(message.id)
-        return str(message.id)
+        return await self._created(message.id)
+
+    async def _created(self, message_id: int) -> str:
+        self.sent.append(message_id)
+        if self._on_sent is not None:
+            await self._on_sent(message_id)
+        return str(message_id)
 
     async def _send_via_token(self, text: str) -> int:
         if self._original is None:

@@ -9,7 +9,7 @@ import discord
 from adapters.discord.places import chain_key, room_key
 from adapters.discord.render import clip
 from adapters.discord.runtime import Runtime
-from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface
+from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface, OnSent
 from bot.commands import CommandContext
 from bot.turn import Turn
 
@@ -98,7 +98,10 @@ async def ask(
     own_chain = ctx.key.thread is None and interaction.guild is not None
     root = f"ask-{interaction.id}"
     key = chain_key(channel_id, root) if own_chain else ctx.key
-    surface = _interaction_surface(interaction, rt, ephemeral=private)
+    linked = own_chain and not private
+    surface = _interaction_surface(
+        interaction, rt, ephemeral=private, on_sent=rt.chains.linker(root) if linked else None
+    )
     turn = Turn(
         key=key,
         author=ctx.author,
@@ -107,13 +110,11 @@ async def ask(
         event_id=str(interaction.id),
     )
     with rt.running.track(channel_id, key):
-        result = await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
-    if own_chain and not private:
-        await rt.chains.link(root, result.message_ids or surface.sent)
+        await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
 
 
 def _interaction_surface(
-    interaction: Interaction, rt: Runtime, *, ephemeral: bool
+    interaction: Interaction, rt: Runtime, *, ephemeral: bool, on_sent: OnSent | None = None
 ) -> InteractionSurface:
     channel_id = interaction.channel_id or 0
     rt.token_channels[interaction.token] = channel_id
@@ -124,6 +125,7 @@ def _interaction_surface(
         fallback=channel,
         ephemeral=ephemeral,
         show_footer=rt.config.show_footer,
+        on_sent=on_sent,
     )
 
 

@@ -69,12 +69,19 @@ def world(fake_discord: FakeDiscord) -> World:
 
 
 def discord_config(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
-    return DiscordConfig(
-        api_base_url=fake.api_base,
-        gateway_url=fake.gateway_url,
-        guild_ready_timeout=0.05,
-        **overrides,
-    )
+    """The bot pointed at the fake; it paces faster than on Discord unless a test says so.
+
+    The fake has no rate limit unless a test sets one, so quick pacing keeps the suite fast;
+    the tests about pacing and 429s use Discord's own numbers.
+    """
+    settings: dict[str, Any] = {
+        "api_base_url": fake.api_base,
+        "gateway_url": fake.gateway_url,
+        "guild_ready_timeout": 0.05,
+        "edits_per_second": 20.0,
+        "edit_burst": 5,
+    }
+    return DiscordConfig.model_validate(settings | overrides)
 
 
 EngineFactory = Callable[[], AbstractAsyncContextManager[Engine]]

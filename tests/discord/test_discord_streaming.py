@@ -95,7 +95,7 @@ async def test_429_from_discord_is_waited_out_and_the_reply_completes(
     fake.rate_limit_headers = False
     text = " ".join(f"word{i}" for i in range(60))
     fake_ollama.script(Reply.text(text, token_delay=0.01))
-    burst = discord_config(fake)
+    burst = discord_config(fake, edits_per_second=5.0, edit_burst=3)
     async with running_bot(engine, burst, "t") as bot:
         # Fill the channel's budget from outside the bot's pacer, as another bot would.
         channel = bot.get_channel(world.general.id)

@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import json
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -211,23 +210,30 @@ class FakeInteraction:
 
 
 class ChannelLimiter:
-    """Discord-style fixed window: ``limit`` creates+edits per ``window`` seconds per channel."""
+    """Discord-style fixed window: ``limit`` creates+edits per ``window`` seconds per channel.
+
+    A window opens with the first operation and gives the whole budget back when it ends, which
+    is what ``X-RateLimit-Reset-After`` describes.
+    """
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self._hits: dict[int, deque[float]] = {}
+        self._windows: dict[int, tuple[float, int]] = {}  # channel -> (window start, used)
 
     def check(self, channel_id: int) -> tuple[bool, int, float]:
-        """Take one hit; returns (allowed, remaining, reset_after)."""
+        """Take one operation; returns (allowed, remaining, seconds until the window resets)."""
         now = time.monotonic()
-        hits = self._hits.setdefault(channel_id, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return False, 0, hits[0] + self.window - now
-        hits.append(now)
-        return True, self.limit - len(hits), hits[0] + self.window - now
+        start, used = self._windows.get(channel_id, (now, 0))
+        if now >= start + self.window:
+            start, used = now, 0
+        reset_after = start + self.window - now
+        if used >= self.limit:
+            self._windows[channel_id] = (start, used)
+            return False, 0, reset_after
+        used += 1
+        self._windows[channel_id] = (start, used)
+        return True, self.limit - used, reset_after
 
 
 class FakeDiscord:
