@@ -124,6 +124,7 @@ class Generator:
         *,
         tool_runner: ToolRunnerLike | None = None,
         max_tool_rounds: int = 4,
+        on_end: Callable[[Response], None] | None = None,
     ) -> ResponseStream:
         """Start one reply. Nothing is sent until the stream is iterated or awaited.
 
@@ -131,12 +132,14 @@ class Generator:
             request: What to ask. Its ``tools`` default to ``tool_runner.schemas()``.
             tool_runner: Runs tool calls; without one, calls are only reported.
             max_tool_rounds: At most this many rounds of tool calls.
+            on_end: Called once with the response when the stream ends with one (complete,
+                stopped, interrupted, cached); not called when it fails before any text.
 
         Returns:
             A :class:`ResponseStream`: iterate it for chunks, ``await`` it for the
             :class:`bot.types.Response`, or both (iterate, then await).
         """
-        return ResponseStream(self, request, tool_runner, max_tool_rounds)
+        return ResponseStream(self, request, tool_runner, max_tool_rounds, on_end=on_end)
 
 
 _FIRST = "first token"
@@ -160,8 +163,11 @@ class ResponseStream:
         request: ChatRequest,
         tool_runner: ToolRunnerLike | None,
         max_tool_rounds: int,
+        *,
+        on_end: Callable[[Response], None] | None = None,
     ) -> None:
         self._gen = generator
+        self._on_end = on_end
         self._request = request
         self._tool_runner = tool_runner
         self._max_tool_rounds = max_tool_rounds
@@ -462,6 +468,8 @@ class ResponseStream:
         cache = self._gen.cache
         if cache is not None and outcome is Outcome.COMPLETE and not self._tool_calls:
             cache.put(self._request, self._response)
+        if self._on_end is not None:
+            self._on_end(self._response)
 
     def _finish_cached(self, cached: Response) -> None:
         now = self._clock()
@@ -472,6 +480,8 @@ class ResponseStream:
                 "total_duration": now - self._started,
             }
         )
+        if self._on_end is not None:
+            self._on_end(self._response)
 
 
 class _Watchdog:

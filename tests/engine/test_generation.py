@@ -21,7 +21,7 @@ from bot.errors import (
 from bot.generation import Generator, ResponseStream, Timeouts
 from bot.ollama_backend import OllamaChatModel
 from bot.retry import RetryPolicy, is_retryable
-from bot.types import Message, Outcome, Role, StreamChunk, ToolCall
+from bot.types import Message, Outcome, Response, Role, StreamChunk, ToolCall
 from tests.fakes.fake_ollama import FakeOllama, Reply
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.005, jitter=0.0)
@@ -549,3 +549,16 @@ async def test_each_retry_is_logged(
     assert len(retries) == 1
     assert "attempt 1 failed" in retries[0].getMessage()
     assert "first failure" in retries[0].getMessage()
+
+
+async def test_on_end_reports_the_response_once_and_not_for_failures(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    ended: list[Response] = []
+    response = await generator.stream(ask(), on_end=ended.append)
+    assert ended == [response]
+
+    fake_ollama.script(*[Reply(status=500)] * FAST_RETRY.attempts)
+    with pytest.raises(OllamaError):
+        await generator.stream(ask(), on_end=ended.append)
+    assert ended == [response]
