@@ -151,6 +151,8 @@ THINKING_MARK = "> \N{THOUGHT BALLOON} "
 PLACEHOLDER = "\N{HORIZONTAL ELLIPSIS}"
 """Shown for a message whose part is only whitespace (platforms refuse empty messages)."""
 
+_UNEXPECTED = "Something went wrong while answering."
+
 _EMPTY_NOTICES: Mapping[Outcome, str] = {
     Outcome.COMPLETE: "(The model returned an empty answer.)",
     Outcome.STOPPED: "(Stopped before any answer.)",
@@ -377,10 +379,7 @@ class ReplyStreamer:
     async def aclose(self) -> None:
         """Stop the background tasks without a final edit (for cancellation)."""
         for task in (self._typing, self._flusher):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel(task)
 
     async def __aenter__(self) -> ReplyStreamer:
         await self.start()
@@ -392,9 +391,10 @@ class ReplyStreamer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._result is None and isinstance(exc, OllabotError):
-            # The user sees why the reply ended, even when the caller did not finish it.
-            await self.finish(ReplyStatus(Outcome.ERROR, error=exc.user_message))
+        if self._result is None and isinstance(exc, Exception):
+            # The user sees that the reply ended, and why, even when the caller did not finish.
+            error = exc.user_message if isinstance(exc, OllabotError) else _UNEXPECTED
+            await self.finish(ReplyStatus(Outcome.ERROR, error=error))
         await self.aclose()
 
     @property
@@ -628,10 +628,20 @@ class ReplyStreamer:
                     await self._first_visible.wait()
 
     async def _stop_typing(self) -> None:
-        if self._typing is not None and not self._typing.done():
-            self._typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._typing
+        await _cancel(self._typing)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` and wait for it, without swallowing a cancellation of the caller."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 def _render(part: Part) -> str:

@@ -446,3 +446,35 @@ async def test_typing_repeats_until_text_and_stops_at_its_limit() -> None:
     assert not streamer.typing_active
     assert surface.typing_count >= 2
     await streamer.finish(DONE)
+
+
+async def test_context_manager_shows_an_outcome_even_for_an_unexpected_error() -> None:
+    surface = FakeSurface(footer=lambda status: "")
+
+    async def reply() -> None:
+        async with ReplyStreamer(surface) as streamer:
+            await streamer.feed(answer("Hi"))
+            raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        await reply()
+    assert surface.texts == ["Hi\n\n\N{WARNING SIGN} Something went wrong while answering."]
+
+
+async def test_cancelling_the_owner_leaves_no_background_task() -> None:
+    pacer = GatePacer()  # never grants: the flusher is stuck waiting
+    surface = FakeSurface(pacer=pacer)
+    streamer = ReplyStreamer(surface)
+
+    async def owner() -> None:
+        async with streamer:
+            await streamer.feed(answer("Hi"))
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(owner())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert surface.calls == []
