@@ -378,8 +378,7 @@ class ReplyStreamer:
 
     async def aclose(self) -> None:
         """Stop the background tasks without a final edit (for cancellation)."""
-        for task in (self._typing, self._flusher):
-            await _cancel(task)
+        await _cancel(self._typing, self._flusher)
 
     async def __aenter__(self) -> ReplyStreamer:
         await self.start()
@@ -631,17 +630,17 @@ class ReplyStreamer:
         await _cancel(self._typing)
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` and wait for it, without swallowing a cancellation of the caller."""
-    if task is None or task.done():
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
+async def _cancel(*tasks: asyncio.Task[None] | None) -> None:
+    """Cancel ``tasks`` and wait until they are done.
+
+    ``asyncio.wait`` does not raise what the tasks raise, so their cancellation is absorbed
+    while a cancellation of the caller still propagates.
+    """
+    running = [task for task in tasks if task is not None and not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running)
 
 
 def _render(part: Part) -> str:
