@@ -1,0 +1,189 @@
+"""What the engine adds on top of the bare ollama client, per streamed reply.
+
+Run: ``.venv/bin/python bench/engine_overhead.py``
+
+The wire-level fake Ollama (``tests/fakes/fake_ollama.py``) runs in this process and streams a
+2,000-token reply with no delay; all variants are timed in the same process, alternating, over
+several rounds:
+
+  a. bare: ``ollama.AsyncClient.chat(stream=True)`` consumed in a plain loop.
+  b. engine: ``ChatManager.send_message`` (validation, history trimming, ``Generator.stream``
+     with its timeouts, retry policy and ``OllamaChatModel``); ``Generator.stream`` alone is
+     timed too (``gen``).
+  c. engine + streamer: (b) fed into ``bot.streaming.ReplyStreamer`` onto a no-op surface (every
+     send/edit returns at once; the pacer never waits, the worst case for the streamer's CPU).
+
+Prints each variant's median time and the median per-round ratios b/a and c/a (targets: b/a <=
+1.10, c/a <= 1.15). The fake's own work (JSON per line, socket writes) is in every variant, as a
+real Ollama's would be on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import ollama  # noqa: E402
+
+from bot.backend import ChatRequest  # noqa: E402
+from bot.chat_manager import ChatManager  # noqa: E402
+from bot.generation import Generator, Timeouts  # noqa: E402
+from bot.ollama_backend import OllamaChatModel  # noqa: E402
+from bot.retry import RetryPolicy  # noqa: E402
+from bot.streaming import ReplyStatus, ReplyStreamer  # noqa: E402
+from bot.types import Message, ModelConfig, Outcome, Role  # noqa: E402
+from tests.fakes.fake_ollama import FakeOllama, Reply  # noqa: E402
+
+MODEL = "llama3.2"
+PROMPT = "Write a long story."
+
+
+class _NoWait:
+    async def acquire(self) -> None:
+        return None
+
+    def penalize(self, retry_after: float) -> None:
+        return None
+
+
+class NullSurface:
+    """A reply surface that shows nothing and never waits."""
+
+    def __init__(self) -> None:
+        self._pacer = _NoWait()
+        self.operations = 0
+
+    @property
+    def max_chars(self) -> int:
+        return 2000
+
+    @property
+    def pacer(self) -> _NoWait:
+        return self._pacer
+
+    async def send(self, text: str) -> str:
+        self.operations += 1
+        return str(self.operations)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.operations += 1
+
+    def render_status(self, status: ReplyStatus) -> str:
+        return ""
+
+    async def typing(self) -> None:
+        return None
+
+
+async def main(tokens: int, rounds: int) -> None:
+    async with FakeOllama() as fake:
+        words = [f"w{i % 97} " for i in range(tokens)]
+        fake.default_reply = lambda body: Reply(tokens=words)
+        expected = "".join(words)
+
+        client = ollama.AsyncClient(host=fake.url)
+        backend = OllamaChatModel(fake.url)
+        generator = Generator(backend, timeouts=Timeouts(), retry=RetryPolicy())
+        manager = ChatManager(ModelConfig(name=MODEL), host=fake.url)
+        request = ChatRequest(model=MODEL, messages=(Message(role=Role.USER, content=PROMPT),))
+
+        async def bare() -> str:
+            parts: list[str] = []
+            stream = await client.chat(
+                model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True
+            )
+            async for part in stream:
+                parts.append(part.message.content or "")
+            return "".join(parts)
+
+        async def gen() -> str:
+            parts: list[str] = []
+            stream = generator.stream(request)
+            async for chunk in stream:
+                parts.append(chunk.content)
+            await stream
+            return "".join(parts)
+
+        async def engine() -> str:
+            manager.clear_history()
+            parts: list[str] = []
+            stream = manager.send_message(PROMPT)
+            async for chunk in stream:
+                parts.append(chunk.content)
+            await stream
+            return "".join(parts)
+
+        async def streamed() -> str:
+            manager.clear_history()
+            streamer = ReplyStreamer(NullSurface(), typing_interval=0)
+            stream = manager.send_message(PROMPT)
+            await streamer.start()
+            async for chunk in stream:
+                streamer.push(chunk)
+            response = await stream
+            reply = await streamer.finish(ReplyStatus(Outcome.COMPLETE, model=MODEL))
+            return reply.text if response.outcome is Outcome.COMPLETE else ""
+
+        variants: dict[str, Callable[[], Awaitable[str]]] = {
+            "a bare": bare,
+            "gen": gen,
+            "b engine": engine,
+            "c engine+streamer": streamed,
+        }
+        for name, run in variants.items():  # warm up, and check every variant sees the reply
+            text = await run()
+            if text.strip() != expected.strip():
+                raise SystemExit(f"{name}: wrong text ({len(text)} chars)")
+
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for index in range(rounds):
+            order = names[index % len(names) :] + names[: index % len(names)]  # rotate the order
+            for name in order:
+                gc.collect()
+                start, start_cpu = time.perf_counter(), time.process_time()
+                await variants[name]()
+                times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+
+        await manager.close()
+        await backend.close()
+        await client.close()
+
+    load = os.getloadavg()[0]
+    print(f"{tokens} tokens per reply, {rounds} rounds, in-process fake Ollama, load {load:.1f}")
+    for name in names:
+        median, median_cpu = statistics.median(times[name]), statistics.median(cpu[name])
+        print(
+            f"  {name:<18} median {median * 1000:7.1f} ms wall, {median_cpu * 1000:7.1f} ms CPU"
+            f"  ({tokens / median:,.0f} tokens/s)"
+        )
+    # Wall time is what a user waits for; process CPU time is steadier when other processes
+    # share the machine (both include the fake server, which runs in this process).
+    for name, target in (("gen", 1.10), ("b engine", 1.10), ("c engine+streamer", 1.15)):
+        wall = statistics.median(t / b for t, b in zip(times[name], times["a bare"], strict=True))
+        used = statistics.median(t / b for t, b in zip(cpu[name], cpu["a bare"], strict=True))
+        verdict = "ok" if wall <= target else "OVER TARGET"
+        extra = (statistics.median(cpu[name]) - statistics.median(cpu["a bare"])) / tokens
+        print(
+            f"  {name:<18} / bare: median ratio {wall:.3f} wall, {used:.3f} CPU"
+            f"  (target <= {target:.2f}) {verdict}; +{extra * 1e6:.1f} us CPU per token"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    asyncio.run(main(args.tokens, args.rounds))
