@@ -1,5 +1,6 @@
 # ollabot: runtime image. Build: docker build -t ollabot .
 # Run:   docker run --rm -v "$PWD/config:/app/config:ro" -v ollabot-data:/app/data \
+#          --add-host=host.docker.internal:host-gateway \
 #          -e DISCORD_TOKEN -e OLLAMA_HOST=http://host.docker.internal:11434 ollabot
 FROM python:3.11-slim
 
