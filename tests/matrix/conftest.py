@@ -232,14 +232,19 @@ class RunningBot:
         self.engine, self.bot = await _start(self.config, self.token, self.db, self.fake)
 
 
-async def _start(
-    config: MatrixConfig, token: str, db: Path, fake: FakeOllama
-) -> tuple[Engine, MatrixBot]:
-    engine = Engine(
+def make_engine(fake: FakeOllama, db: Path) -> Engine:
+    """The real engine: OllamaChatModel on the fake Ollama, SqliteStore on ``db``."""
+    return Engine(
         OllamaChatModel(fake.url),
         SqliteStore(db),
         BotConfig(limits=LimitsConfig(user_messages_per_minute=10_000)),
     )
+
+
+async def _start(
+    config: MatrixConfig, token: str, db: Path, fake: FakeOllama
+) -> tuple[Engine, MatrixBot]:
+    engine = make_engine(fake, db)
     await engine.start()
     bot = MatrixBot(engine, config, access_token=token)
     try:
