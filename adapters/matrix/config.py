@@ -24,7 +24,8 @@ class MatrixConfig(BaseModel):
         reply_in_thread: Answer in a thread rooted at the addressing message (one thread = one
             conversation); ``False`` answers with plain replies and the room is the conversation.
         allowed_inviters: Users whose invites are accepted (full ids).
-        allowed_servers: Servers whose users' invites, or whose rooms, are accepted.
+        allowed_servers: Servers whose users' invites, or whose rooms, are accepted. When both
+            lists are empty, invites from the bot's own server are accepted.
         ignored_users: Other bots whose messages are never answered.
         messages_per_second: The room's send budget (Synapse ``rc_message`` default 0.2/s).
         message_burst: Burst of that budget: one below Synapse's default ``burst_count`` of 10,

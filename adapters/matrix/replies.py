@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import nio
 from cachetools import LRUCache
 
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
-from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
+from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
 from bot.commands import CommandContext, PullView, parse_command, render_progress_bar
 from bot.errors import InputRejected, OllabotError, RateLimited
 from bot.pacing import TokenBucketPacer
@@ -58,7 +57,7 @@ class Replier:
         client: nio.AsyncClient,
         engine: Engine,
         config: MatrixConfig,
-        spawn: Callable[[Any], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self.client = client
         self.engine = engine
@@ -329,10 +328,10 @@ class Replier:
         if last is not None and now - last < _E2EE_NOTICE_INTERVAL:
             return
         self._e2ee_noticed[room_id] = now
-        sender = RoomSender(self.client, room_id, "", None)
+        # Plain text on purpose: without olm, nio sends it unencrypted, which every client shows.
         body: dict[str, Any] = {"msgtype": "m.notice", "body": _E2EE_NOTICE, "m.mentions": {}}
         await self.pacer(room_id).acquire()
         try:
-            await self.client.room_send(room_id, "m.room.message", body)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            log.warning("could not post the encryption notice in %s: %r", sender.room_id, err)
+            await send_checked(self.client, room_id, body)
+        except OllabotError as err:
+            log.warning("could not post the encryption notice in %s: %s", room_id, err.detail)
