@@ -256,6 +256,7 @@ class FakeDiscord:
         self.limiter = ChannelLimiter(*rate_limit) if rate_limit else None
         self.rate_limit_headers = rate_limit_headers
         self.threads_forbidden = False
+        self.valid_token: str | None = None  # None: any bot token is accepted
         self.rate_limited_count = 0
         self.identifies = 0
         self.resumes = 0
@@ -694,6 +695,10 @@ class FakeDiscord:
         body: dict[str, Any] = {}
         if request.can_read_body and request.content_type == "application/json":
             body = await request.json()
+        is_webhook = parts[:1] in (["webhooks"], ["interactions"])
+        auth = request.headers.get("Authorization", "")
+        if not is_webhook and self.valid_token is not None and auth != f"Bot {self.valid_token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, 401)
         try:
             return await self._route(request.method, parts, body, request)
         finally:
