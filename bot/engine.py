@@ -244,7 +244,18 @@ class Engine:
         streamer = ReplyStreamer(surface, show_thinking=settings.show_thinking)
         await streamer.start()
         stream = self.generator.stream(request, tool_runner=self._tools if use_tools else None)
-        response = await self._run_stream(ticket, stream, streamer, reply_id)
+        try:
+            response = await self._run_stream(ticket, stream, streamer, reply_id)
+        except OllabotError as err:
+            # Failed before any text: this reply's message shows the error (one message, not
+            # a second one), and the stored reply says so.
+            response = Response(
+                model_name=settings.model, outcome=Outcome.ERROR, error=err.user_message
+            )
+            logger.info(
+                "generation failed",
+                extra={"session": str(turn.key), "error": type(err).__name__, "detail": err.detail},
+            )
         status = ReplyStatus(
             response.outcome,
             model=settings.model,

@@ -157,6 +157,20 @@ async def test_ollama_down_is_reported_and_the_bot_recovers_without_restart(
     assert back.outcome is Outcome.COMPLETE
 
 
+async def test_a_failure_before_the_first_token_shows_one_error_message_and_is_stored(
+    engine: Engine, fake_ollama: FakeOllama
+) -> None:
+    await engine.handle_turn(turn("warm up"), FakeSurface())  # model info is now cached
+    fake_ollama.script(Reply(status=500), Reply(status=500))
+    surface = FakeSurface()
+    result = await engine.handle_turn(turn("hello?"), surface)
+    assert result.outcome is Outcome.ERROR
+    assert len(surface.sends) == 1
+    assert "⚠️" in surface.texts[-1] or "error" in surface.texts[-1].lower()
+    role, content, status = (await stored(engine))[-1]
+    assert (role, content, status) == (Role.ASSISTANT, "", MessageStatus.ERROR)
+
+
 async def test_a_reply_cut_mid_stream_is_marked_and_stored_interrupted(
     engine: Engine, fake_ollama: FakeOllama
 ) -> None:
