@@ -76,8 +76,11 @@ async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandC
         server=ctx.server,
         event_id=str(interaction.id),
     )
-    with rt.running.track(target, key):
-        await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+    try:
+        with rt.running.track(target, key):
+            await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+    finally:
+        rt.token_channels.pop(interaction.token, None)
 
 
 async def ask(
@@ -109,8 +112,11 @@ async def ask(
         server=ctx.server,
         event_id=str(interaction.id),
     )
-    with rt.running.track(channel_id, key):
-        await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+    try:
+        with rt.running.track(channel_id, key):
+            await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
+    finally:
+        rt.token_channels.pop(interaction.token, None)
 
 
 def _interaction_surface(
