@@ -219,3 +219,42 @@ async def test_restart_neither_answers_twice_nor_misses_nor_forgets_the_thread(
     assert len(await human.replies_to(room_id, bot.user_id, asked)) == 1
     assert len(await human.replies_to(room_id, bot.user_id, follow)) == 1
     assert user_texts(fake_ollama.requests[-1])[-2:] == ["remember 42", "what number?"]
+
+
+async def test_model_html_reaches_the_room_as_text_never_as_markup(
+    human: Human, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply.text("**bold** <script>alert(1)</script> @room"))
+    bot = await start_bot()
+    room_id = await room_with_bot(human, bot)
+    asked = await human.send(room_id, "html please", mention=bot.user_id)
+    reply = await answer_to(human, bot, room_id, asked)
+
+    raw = await asyncio.to_thread(
+        human.synapse.request,
+        "GET",
+        f"/_matrix/client/v3/rooms/{room_id}/event/{reply['event_id']}",
+        token=human.client.access_token,
+    )
+    edit = raw.get("unsigned", {}).get("m.relations", {}).get("m.replace")
+    shown = edit["content"]["m.new_content"] if edit else raw["content"]
+    assert "<strong>bold</strong>" in shown["formatted_body"]
+    assert "<script" not in shown["formatted_body"]
+    assert "&lt;script&gt;" in shown["formatted_body"]
+    assert shown["m.mentions"] == {}
+
+
+async def test_stop_command_in_the_thread_stops_its_reply(
+    human: Human, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=[f"s{i} " for i in range(2000)], token_delay=0.01))
+    bot = await start_bot()
+    room_id = await room_with_bot(human, bot)
+    asked = await human.send(room_id, "go on and on", mention=bot.user_id)
+    replies = await eventually(lambda: human.replies_to(room_id, bot.user_id, asked))
+
+    await human.send(room_id, "!ollabot stop", thread_root=asked)
+    await fake_ollama.wait_for_client_close(within=20)
+    await bot.bot.idle()
+
+    assert "Stopped" in await human.visible_text(room_id, replies[0]["event_id"])
