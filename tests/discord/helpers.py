@@ -6,7 +6,7 @@ import re
 
 from tests.fakes.fake_discord import FakeDiscord, FakeMessage
 
-FOOTER = re.compile(r"\n-# [^\n]*$")
+FOOTER = re.compile(r"(^|\n)-# [^\n]*$")
 
 
 def is_finished(message: FakeMessage) -> bool:
@@ -56,9 +56,10 @@ def reassemble(texts: list[str], original: str) -> int:
         if original.startswith(text, pos):
             pos += len(text)
             continue
-        closer = "```" if text.endswith("\n```") and original.startswith(text[:-3], pos) else None
-        body = text[:-3] if closer else text[:-4]
         assert text.endswith("```"), f"message {i} is not a slice of the output"
+        # The closing fence was added: "```" after a body ending in a newline, else "\n```".
+        after_newline = text.endswith("\n```") and original.startswith(text[:-3], pos)
+        body = text[:-3] if after_newline else text[:-4]
         assert original.startswith(body, pos), f"message {i} is not a slice of the output"
         pos += len(body)
         assert inside_fence(original[:pos]), f"message {i} closes a fence the output did not open"

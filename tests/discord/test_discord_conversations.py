@@ -210,3 +210,29 @@ async def test_blocked_channel_is_ignored_and_slash_commands_refused(
         assert "disabled in this channel" in msg.content
         assert inter.ephemeral
     assert fake_ollama.requests == []
+
+
+async def test_other_bots_answered_when_configured_but_never_itself(
+    world: World, engine: Engine, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    async with running_bot(engine, discord_config(fake, respond_to_bots=True), "t"):
+        await fake.post_message(
+            world.other_bot, world.general, f"<@{fake.bot_user.id}> beep", mentions=[fake.bot_user]
+        )
+        [reply] = await finished_reply(fake, world.general.id)
+        assert without_footer(reply.content) == "echo: beep"
+    assert len(fake_ollama.requests) == 1, "the bot's own messages must not be answered"
+
+
+async def test_ollama_down_shows_the_user_an_error(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    await fake_ollama.stop()
+    await fake.post_message(
+        world.alice, world.general, f"<@{fake.bot_user.id}> hello?", mentions=[fake.bot_user]
+    )
+    [reply] = await finished_reply(fake, world.general.id, within=30)
+    assert "Cannot reach Ollama" in reply.content
+    assert "error" in reply.content
