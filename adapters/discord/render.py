@@ -9,8 +9,7 @@ from bot.types import Outcome
 MAX_CONTENT = 2000
 """Discord's limit on a message's ``content``."""
 
-_OUTCOME_LABEL = {
-    Outcome.COMPLETE: "",
+_EARLY_END = {
     Outcome.STOPPED: "⏹️ stopped",
     Outcome.INTERRUPTED: "⚠️ interrupted",
     Outcome.ERROR: "⚠️ error",
@@ -18,15 +17,17 @@ _OUTCOME_LABEL = {
 
 
 def render_footer(status: ReplyStatus, *, show_details: bool) -> str:
-    """The small footer under a finished reply ("" when there is nothing worth saying).
+    """The line under a finished reply ("" when there is nothing worth saying).
 
-    A reply that ended early always says so, with the reason; model and speed are shown only
-    when ``show_details`` (the ``show_footer`` setting).
+    Failures are written in full size, so that nobody mistakes a cut reply for a whole one;
+    model and speed go in Discord's small grey subtext, and only when ``show_details`` (the
+    ``show_footer`` setting).
     """
+    if status.outcome in (Outcome.ERROR, Outcome.INTERRUPTED) and status.error:
+        return f"{_EARLY_END[status.outcome]}: {status.error}"
     parts: list[str] = []
-    label = _OUTCOME_LABEL[status.outcome]
-    if label:
-        parts.append(f"{label}: {status.error}" if status.error else label)
+    if status.outcome in _EARLY_END:
+        parts.append(_EARLY_END[status.outcome])
     if show_details and status.outcome is not Outcome.ERROR:
         if status.model:
             parts.append(status.model)

@@ -6,7 +6,7 @@ import re
 
 from tests.fakes.fake_discord import FakeDiscord, FakeMessage
 
-FOOTER = re.compile(r"(^|\n)-# [^\n]*$")
+FOOTER = re.compile(r"(^|\n)(-# |⚠️ )[^\n]*$")
 
 
 def is_finished(message: FakeMessage) -> bool:

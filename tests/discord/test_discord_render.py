@@ -18,7 +18,9 @@ def test_footer_always_says_why_a_reply_ended_early() -> None:
     stopped = ReplyStatus(Outcome.STOPPED, model="m")
     assert "stopped" in render_footer(stopped, show_details=False)
     error = ReplyStatus(Outcome.ERROR, error="Cannot reach Ollama")
-    assert render_footer(error, show_details=True) == "-# ⚠️ error: Cannot reach Ollama"
+    assert render_footer(error, show_details=True) == "⚠️ error: Cannot reach Ollama"
+    cut = ReplyStatus(Outcome.INTERRUPTED, model="m", error="connection lost")
+    assert render_footer(cut, show_details=True) == "⚠️ interrupted: connection lost"
 
 
 def test_thread_name_is_the_prompt_cut_at_a_word() -> None:
