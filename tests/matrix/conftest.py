@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,9 @@ WITHIN = 30.0
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
+    # pytest may import this module twice (as ``conftest`` and ``tests.matrix.conftest``), each
+    # with its own counter: the random part keeps user names unique across both copies.
+    return f"{prefix}{next(_names)}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session")
