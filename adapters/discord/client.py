@@ -118,7 +118,8 @@ class DiscordBot(discord.Client):
             logger.error("message handler failed", exc_info=task.exception())
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
+        """End replies still being written (the engine marks them interrupted), then disconnect."""
+        tasks = [*self._tasks, *self.runtime.in_flight]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +45,20 @@ class Runtime:
     chains: ReplyChains = field(init=False)
     running: Running = field(default_factory=Running)
     token_channels: dict[str, int] = field(default_factory=dict)
+    in_flight: set[asyncio.Task[object]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.policy = AccessPolicy(self.config)
         self.chains = ReplyChains(self.engine.store)
+
+    @contextmanager
+    def replying(self) -> Iterator[None]:
+        """Mark the current task as writing a reply, so that closing the bot can end it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self.in_flight.discard(task)
