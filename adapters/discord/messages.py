@@ -60,10 +60,13 @@ class MessageHandler:
                 return room_key(channel), None
             return None
         reference = message.reference.message_id if message.reference else None
-        if reference is not None:
+        resolved = message.reference.resolved if message.reference else None
+        to_bot = isinstance(resolved, discord.Message) and resolved.author.id == me
+        # A reply addresses the bot when it answers one of the bot's messages; a reply to
+        # someone else's message in a chain needs a mention, as people talk among themselves.
+        if reference is not None and (to_bot or mentioned):
             root = await self._rt.chains.root_of(reference)
-            resolved = message.reference.resolved if message.reference else None
-            if root is None and isinstance(resolved, discord.Message) and resolved.author.id == me:
+            if root is None and to_bot:
                 root = str(reference)
             if root is not None:
                 return chain_key(channel.id, root), root

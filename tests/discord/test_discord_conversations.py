@@ -236,3 +236,24 @@ async def test_ollama_down_shows_the_user_an_error(
     [reply] = await finished_reply(fake, world.general.id, within=30)
     assert "Cannot reach Ollama" in reply.content
     assert "error" in reply.content
+
+
+async def test_reply_to_a_person_in_a_chain_needs_a_mention(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    question = await fake.post_message(
+        world.alice, world.general, f"<@{fake.bot_user.id}> start", mentions=[fake.bot_user]
+    )
+    await finished_reply(fake, world.general.id)
+    await fake.post_message(world.mod, world.general, "I agree with alice", reference=question)
+    await fake.post_message(
+        world.mod,
+        world.general,
+        f"<@{fake.bot_user.id}> and add this",
+        mentions=[fake.bot_user],
+        reference=question,
+    )
+    await finished_reply(fake, world.general.id, after=1)
+    assert user_texts(fake_ollama) == ["start", "and add this"]
+    assert len(fake_ollama.requests) == 2
