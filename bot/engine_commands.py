@@ -39,7 +39,7 @@ from bot.commands import (
 from bot.errors import OllabotError
 from bot.prompts import ChainOfThoughtPrompt, parse_chain
 from bot.settings import SettingKey, parse_value, target_scope
-from bot.store import ScopeKind
+from bot.store import Scope, ScopeKind
 from bot.types import ChatMode, PullProgress
 
 if TYPE_CHECKING:
@@ -138,19 +138,7 @@ class CommandRunner:
         value = parse_value(key, raw)
         if not ctx.author.is_moderator:
             current = (await engine.store.get_settings(scope)).get(key.value)
-            await engine.store.audit(
-                scope,
-                key.value,
-                current,
-                value,
-                actor_id=ctx.author.id,
-                actor_name=ctx.author.name,
-                allowed=False,
-            )
-            logger.warning(
-                "settings change refused",
-                extra={"actor": ctx.author.id, "key": key.value, "scope": str(scope)},
-            )
+            await self._refused(ctx, scope, key.value, current, value)
             return Refusal(
                 "Only moderators can change that",
                 f"Changing `{key.value}` in this {_SCOPE_WORDS[scope.kind]} needs a moderator. "
@@ -176,9 +164,32 @@ class CommandRunner:
             )
         return CommandResult(f"`{key.value}` set", f"This {where} now uses {_show(value)}.")
 
+    async def _refused(
+        self, ctx: CommandContext, scope: Scope, key: str, current: Any, wanted: Any
+    ) -> None:
+        """Audit and log an attempt the author was not allowed to make."""
+        await self._engine.store.audit(
+            scope,
+            key,
+            current,
+            wanted,
+            actor_id=ctx.author.id,
+            actor_name=ctx.author.name,
+            allowed=False,
+        )
+        logger.warning(
+            "refused a non-moderator",
+            extra={"actor": ctx.author.id, "key": key, "scope": str(scope)},
+        )
+
     async def _pull(self, ctx: CommandContext, name: str) -> CommandResult:
         if not ctx.author.is_moderator:
-            return Refusal("Only moderators can pull models", "Pulling downloads gigabytes.")
+            scope = target_scope(ctx.key, ctx.server, None)
+            await self._refused(ctx, scope, "pull", None, name)
+            return Refusal(
+                "Only moderators can pull models",
+                "Pulling downloads gigabytes onto the bot's machine. Nothing was pulled.",
+            )
         model = self._engine.model
 
         async def progress() -> AsyncIterator[PullProgress]:

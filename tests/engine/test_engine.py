@@ -308,6 +308,7 @@ async def test_pull_reports_progress_and_installs_the_model(
 ) -> None:
     refused = await engine.execute(CommandContext(KEY, None, ALICE), ModelPull("mistral"))
     assert not refused.ok
+    assert [(e.key, e.allowed) for e in await engine.store.audit_log()] == [("pull", False)]
     result = await engine.execute(CommandContext(KEY, None, MOD), ModelPull("mistral"))
     assert isinstance(result, PullView)
     assert result.progress is not None
