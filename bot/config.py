@@ -79,9 +79,10 @@ class LimitsConfig(_Frozen):
 
 
 class StorageConfig(_Frozen):
-    """Where the SQLite database lives."""
+    """Where the SQLite database lives, and how long a write waits for another process's lock."""
 
     path: Path = Path("ollabot.db")
+    busy_timeout_ms: int = Field(default=5000, ge=0)
 
 
 class LoggingConfig(_Frozen):

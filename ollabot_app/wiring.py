@@ -63,7 +63,8 @@ async def open_engine(config: BotConfig) -> AsyncIterator[Engine]:
         raise StoreError(
             f"Cannot create the database's directory {directory}: {exc.strerror}."
         ) from exc
-    engine = Engine(make_model(config), SqliteStore(config.storage.path), config)
+    store = SqliteStore(config.storage.path, busy_timeout_ms=config.storage.busy_timeout_ms)
+    engine = Engine(make_model(config), store, config)
     try:
         await engine.start()
         yield engine
