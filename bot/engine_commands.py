@@ -135,15 +135,17 @@ class CommandRunner:
     ) -> CommandResult:
         engine = self._engine
         scope = target_scope(ctx.key, ctx.server, scope_kind)
-        value = parse_value(key, raw)
         if not ctx.author.is_moderator:
+            # Refused before the value is checked, so that every attempt is audited, a
+            # malformed one ("mode set evil") too, with what was asked for.
             current = (await engine.store.get_settings(scope)).get(key.value)
-            await self._refused(ctx, scope, key.value, current, value)
+            await self._refused(ctx, scope, key.value, current, _audited(raw))
             return Refusal(
                 "Only moderators can change that",
                 f"Changing `{key.value}` in this {_SCOPE_WORDS[scope.kind]} needs a moderator. "
                 "Nothing was changed.",
             )
+        value = parse_value(key, raw)
         if check_model:
             engine.forget_model(str(value))
             await engine.model_info(str(value))  # ModelNotFoundError lists what is installed
@@ -217,6 +219,16 @@ class CommandRunner:
         )
         response = await engine.generator.stream(request)
         return ChainView("Chain of thought", chain=parse_chain(response.content))
+
+
+_AUDIT_TEXT_CHARS = 500
+
+
+def _audited(raw: Any) -> Any:
+    """A refused value as audited: long text is cut, so that refusals cannot bloat the log."""
+    if isinstance(raw, str) and len(raw) > _AUDIT_TEXT_CHARS:
+        return raw[: _AUDIT_TEXT_CHARS - 1] + "…"
+    return raw
 
 
 def _show(value: Any) -> str:

@@ -89,7 +89,10 @@ def parse_message(source: dict[str, Any]) -> Incoming | None:
     if rel_type == "m.thread" and relates.get("is_falling_back", False):
         reply_to = None  # the thread's fallback points at its latest event, not a real reply
     mentions = content.get("m.mentions")
-    user_ids = mentions.get("user_ids", []) if isinstance(mentions, dict) else []
+    user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    if not isinstance(user_ids, list):
+        # Anyone can send any JSON here ("user_ids": null, 5...): only a list is read.
+        user_ids = []
     body: str = content["body"]
     if reply_to is not None:
         body = _strip_reply_fallback(body)
