@@ -31,6 +31,11 @@ Observing: ``requests`` (every ``/api/chat`` body), ``log`` (every request as ``
 HTTP stream before the end, which is how cancellation reaches Ollama), and ``wait_for_*`` helpers
 that wait on conditions instead of sleeping.
 
+Capacity: ``max_parallel`` (``None``: unlimited) lets at most that many chat streams generate at
+once; the others wait their turn before their first byte, as with Ollama's
+``OLLAMA_NUM_PARALLEL`` (set it before the first chat request). ``waiting_streams`` counts the ones waiting, ``max_waiting_streams`` the
+most that ever waited at once.
+
 :meth:`FakeOllama.stop` stops listening (connections are refused); :meth:`FakeOllama.start` starts
 again on the same port.
 """
@@ -149,6 +154,10 @@ class FakeOllama:
             echo_text(body)
         )
         self.tokens_per_second: float | None = None
+        self.max_parallel: int | None = None
+        self.waiting_streams = 0
+        self.max_waiting_streams = 0
+        self._parallel: asyncio.Semaphore | None = None
         self.pullable: set[str] | None = None
         self.requests: list[dict[str, Any]] = []
         self.log: list[tuple[str, dict[str, Any]]] = []
@@ -306,7 +315,20 @@ class FakeOllama:
         self.loaded.add(normalize_name(name))
         if body.get("stream", True) is False:
             return self._chat_whole(name, body, reply)
-        return await self._chat_stream(request, name, body, reply)
+        if self.max_parallel is None:
+            return await self._chat_stream(request, name, body, reply)
+        if self._parallel is None:
+            self._parallel = asyncio.Semaphore(self.max_parallel)
+        self.waiting_streams += 1
+        self.max_waiting_streams = max(self.max_waiting_streams, self.waiting_streams)
+        try:
+            await self._parallel.acquire()
+        finally:
+            self.waiting_streams -= 1
+        try:
+            return await self._chat_stream(request, name, body, reply)
+        finally:
+            self._parallel.release()
 
     def _line(self, name: str, **message: Any) -> dict[str, Any]:
         return {

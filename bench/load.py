@@ -1,0 +1,335 @@
+"""Load run: 200 users in 50 Discord channels and 20 Matrix rooms, 2,000 messages in 5 minutes.
+
+Run: ``.venv/bin/python bench/load.py`` (about 9 minutes; ``--minutes 1 --messages 400`` for a
+short smoke run).
+
+The bot is its own process, started as in production (``python -m ollabot_app run`` with a
+temporary config), with the adapters pointed at loopback servers that run in this process:
+
+- Discord: the wire-level fake gateway and REST API (``tests/fakes/fake_discord.py``), one guild
+  of 50 channels, enforcing Discord's 5 creates+edits per 5 s per channel (429 beyond it);
+- Matrix: a real Synapse (``tests/fakes/synapse.py``), 20 rooms, rate limits lifted with
+  ``override_ratelimit`` for the bot, the simulated users and the observer;
+- Ollama: the fake (``tests/fakes/fake_ollama.py``), 4 generations at once (``max_parallel``,
+  like ``OLLAMA_NUM_PARALLEL``), 40 tokens/s each; every reply is ``--tokens`` tokens (20 by
+  default: 0.5 s of generation, so 4 slots offer 8 replies/s against 6.7 messages/s offered).
+
+The 200 users are spread evenly over the 70 channels and rooms (user ``i`` talks in place
+``i mod 70``); messages arrive as a Poisson process (uniform random times, seeded), each from a
+random user, each a new conversation that mentions the bot. The bot keeps its default limits
+(4 generations at once, 10 messages per user per minute, 5 waiting per conversation); what they
+refuse is answered with a busy message and counted apart. A message is lost when neither its
+answer nor a busy/error message is visible ``--deadline`` seconds after the last one was sent.
+
+Before the run, ``--idle-sessions`` extra conversations are answered and left idle; the bot's RSS
+growth divided by their number is the memory per idle session. The bot's RSS is sampled every
+0.5 s (psutil) for the peak. Queue wait and throughput over time are drawn into ``--png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from bench.load_report import (  # noqa: E402
+    Tracked,
+    count_synapse_429s,
+    draw,
+    read_bot_log,
+    reply_words,
+    report_lines,
+    tag_of,
+)
+from bench.load_world import DISCORD_TOKEN, BotProcess, DiscordSide, MatrixSide, bot_config  # noqa: E402
+from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
+from tests.fakes.fake_ollama import FakeOllama, Reply, echo_text, word_tokens  # noqa: E402
+from tests.fakes.synapse import SynapseServer  # noqa: E402
+
+WARMUP_TAGS = 100_000
+IDLE_TAGS = 200_000
+IDLE_REPLY_TOKENS = 2
+BOT_LIMITS = {  # the bot's defaults, written out so the report states them
+    "max_concurrent_generations": 4,
+    "user_messages_per_minute": 10.0,
+    "max_queue_per_session": 5,
+}
+MATRIX_BOT_RATE = 20.0  # the bot's own pacer on Matrix; Synapse's limit is lifted for it
+PROMPTS = [
+    "what is a good name for a cat?",
+    "give me one tip for writing tests",
+    "summarise the plot of a heist movie in a sentence",
+    "how do I undo the last git commit?",
+    "what is the capital of Australia?",
+    "say something encouraging",
+]
+
+
+class Load:
+    """One load run: the world, the bot process, the traffic, the bookkeeping."""
+
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.rng = random.Random(args.seed)
+        places = args.channels + args.rooms
+        self.names = [f"user{i:03d}" for i in range(args.users)]
+        self.place_of = {name: i % places for i, name in enumerate(self.names)}
+        self.origin = time.monotonic()
+        self.wall_origin = time.time()
+        self.discord: DiscordSide | None = None
+        self.matrix: MatrixSide | None = None
+        self.bot: BotProcess | None = None
+
+    # --- the fake Ollama's answers ------------------------------------------------------------
+
+    def reply_for(self, body: Mapping[str, Any]) -> Reply:
+        """The scripted answer: ``r<n>w0 ... r<n>end`` for a tagged prompt, else an echo."""
+        text = echo_text(body)
+        tag = tag_of(text)
+        delay = 1.0 / self.args.rate
+        if tag is None:
+            return Reply(tokens=word_tokens(text), first_token_delay=delay, token_delay=delay)
+        tokens = IDLE_REPLY_TOKENS if IDLE_TAGS <= tag < WARMUP_TAGS * 3 else self.args.tokens
+        return Reply(tokens=reply_words(tag, tokens), first_token_delay=delay, token_delay=delay)
+
+    # --- traffic ------------------------------------------------------------------------------
+
+    def item(self, tag: int, user: str) -> Tracked:
+        assert self.discord is not None
+        assert self.matrix is not None
+        place = self.place_of[user]
+        if place < self.args.channels:
+            channel = self.discord.channels[place]
+            return Tracked(tag, "discord", str(channel.id), user, 0.0)
+        return Tracked(tag, "matrix", self.matrix.rooms[place - self.args.channels], user, 0.0)
+
+    async def send(self, item: Tracked) -> None:
+        assert self.discord is not None
+        assert self.matrix is not None
+        text = f"q{item.tag} {self.rng.choice(PROMPTS)}"
+        item.sent_at = time.monotonic() - self.origin
+        if item.platform == "discord":
+            await self.discord.send(item, text)
+        else:
+            await self.matrix.send(item, text)
+
+    async def send_all(self, items: list[Tracked], at: list[float]) -> float:
+        """Send each item at its time (seconds from now); returns how long sending took."""
+        start = time.monotonic()
+        tasks: set[asyncio.Task[None]] = set()
+        for item, when in zip(items, at, strict=True):
+            delay = start + when - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Concurrent: a slow homeserver must not delay the next user's message.
+            task = asyncio.create_task(self.send(item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        return time.monotonic() - start
+
+    async def wait_resolved(self, items: list[Tracked], within: float) -> float:
+        """Wait until every item is answered or refused (or ``within`` passes); the time taken."""
+        assert self.discord is not None
+        start = time.monotonic()
+        while time.monotonic() - start < within:
+            self.discord.scan(self.origin)
+            if all(t.outcome is not None for t in items):
+                break
+            if self.bot is not None and not self.bot.alive:
+                print("the bot process exited early; see its log", file=sys.stderr)
+                break
+            await asyncio.sleep(1.0)
+        self.discord.scan(self.origin)
+        return time.monotonic() - start
+
+    def spread(self, count: int, first_tag: int) -> list[Tracked]:
+        """``count`` messages from users chosen round-robin over every place."""
+        return [self.item(first_tag + i, self.names[i % len(self.names)]) for i in range(count)]
+
+    # --- phases -------------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        items = self.spread(self.args.channels + self.args.rooms, WARMUP_TAGS)
+        await self.send_all(items, [i * 0.1 for i in range(len(items))])
+        await self.wait_resolved(items, 120.0)
+        missing = [t for t in items if t.outcome != "answered"]
+        if missing:
+            raise RuntimeError(f"warm-up: {len(missing)} messages not answered, e.g. {missing[0]}")
+
+    async def idle_sessions(self) -> dict[str, Any] | None:
+        assert self.bot is not None
+        n = self.args.idle_sessions
+        if n <= 0:
+            return None
+        await asyncio.sleep(3.0)
+        before = await self.bot.steady_rss()
+        # Other users than the load's first senders, so that no rate limit is spent twice.
+        items = self.spread(n, IDLE_TAGS)
+        await self.send_all(items, [i / 8 for i in range(n)])
+        await self.wait_resolved(items, 300.0)
+        answered = sum(1 for t in items if t.outcome == "answered")
+        await asyncio.sleep(3.0)
+        after = await self.bot.steady_rss()
+        # Users used here have spent part of their per-minute budget: let it refill.
+        await asyncio.sleep(20.0)
+        return {"n": answered, "before": before, "after": after,
+                "per_session": (after - before) / max(1, answered)}  # fmt: skip
+
+    def schedule(self) -> tuple[list[Tracked], list[float]]:
+        duration = self.args.minutes * 60.0
+        times = sorted(self.rng.uniform(0.0, duration) for _ in range(self.args.messages))
+        items = [self.item(i, self.rng.choice(self.names)) for i in range(self.args.messages)]
+        return items, times
+
+
+async def run(args: argparse.Namespace) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="ollabot-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        load = Load(args, tmp)
+        synapse = SynapseServer(tmp / "synapse")
+        await asyncio.to_thread(synapse.start)
+        try:
+            async with FakeOllama() as ollama, FakeDiscord(rate_limit=(5, 5.0)) as discord:
+                return await _run(load, synapse, ollama, discord)
+        finally:
+            await asyncio.to_thread(synapse.stop)
+
+
+async def _run(
+    load: Load, synapse: SynapseServer, ollama: FakeOllama, discord: FakeDiscord
+) -> list[str]:
+    args, tmp = load.args, load.tmp
+    ollama.max_parallel = args.parallel
+    ollama.default_reply = load.reply_for
+    places = args.channels + args.rooms
+    discord_users = [n for n in load.names if load.place_of[n] < args.channels]
+    matrix_users = [n for n in load.names if load.place_of[n] >= args.channels]
+    load.discord = DiscordSide.build(discord, args.channels, discord_users)
+    matrix = load.matrix = MatrixSide(synapse)
+    await asyncio.to_thread(matrix.setup, args.rooms, matrix_users, "ollabot")
+    placement = {n: matrix.rooms[load.place_of[n] - args.channels] for n in matrix_users}
+    await asyncio.to_thread(matrix.join_users, placement)
+    config = tmp / "bot.toml"
+    bot_config(config, discord=discord, matrix=matrix, database=tmp / "bot.db",
+               limits=BOT_LIMITS, matrix_rate=MATRIX_BOT_RATE)  # fmt: skip
+    bot = load.bot = BotProcess(
+        config,
+        tmp / "bot.log",
+        {
+            "DISCORD_TOKEN": DISCORD_TOKEN,
+            "MATRIX_ACCESS_TOKEN": matrix.bot.token,
+            "OLLAMA_HOST": ollama.url,
+        },
+    )
+    load.origin, load.wall_origin = time.monotonic(), time.time()
+    await matrix.start(load.wall_origin)
+    bot.start()
+    try:
+        await discord.wait_connected(within=60.0)
+        await _until(lambda: asyncio.to_thread(matrix.bot_joined_all), 60.0, "bot joined rooms")
+        rss_start = bot.rss()
+        print(f"world ready: {places} places, {len(load.names)} users; warming up", flush=True)
+        await load.warm_up()
+        idle = await load.idle_sessions()
+        if idle:
+            print(f"idle sessions measured: {idle}", flush=True)
+        items, times = load.schedule()
+        print(f"sending {len(items)} messages over {args.minutes:g} min", flush=True)
+        # Re-base the clock: the run's times start at its first message.
+        load.origin, load.wall_origin = time.monotonic(), time.time()
+        matrix.wall_origin = load.wall_origin
+        run_start = time.monotonic()
+        progress = asyncio.create_task(_progress(items, load))
+        send_span = await load.send_all(items, times)
+        drain = await load.wait_resolved(items, args.deadline)
+        progress.cancel()
+        matrix.settle_send_times()
+        rss_peak = bot.peak(since=run_start)
+        rss_end = bot.rss()
+        streams = ollama.streams_started
+    finally:
+        code = await bot.stop()
+        await matrix.close()
+    if code not in (0, None):
+        print(f"the bot exited with {code}; log: {(tmp / 'bot.log').read_text()[-2000:]}")
+    log = read_bot_log(tmp / "bot.log")
+    facts = {
+        "messages": len(items), "users": len(load.names), "minutes": args.minutes,
+        "channels": args.channels, "rooms": args.rooms, "seed": args.seed,
+        "tokens": args.tokens, "rate": args.rate, "parallel": args.parallel,
+        "send_span": send_span, "drain": drain, "deadline": args.deadline,
+        "discord_429": discord.rate_limited_count,
+        "synapse_429": count_synapse_429s(synapse.log_path),
+        "streams": streams, "max_waiting": ollama.max_waiting_streams,
+        "rss_start": rss_start, "rss_peak": rss_peak, "rss_end": rss_end, "idle": idle,
+    }  # fmt: skip
+    lines = report_lines(items, log, facts, BOT_LIMITS)
+    if matrix.user_429s or matrix.limited_syncs:
+        lines.append(f"bench side: {matrix.user_429s} user 429s, "
+                     f"{matrix.limited_syncs} gappy observer syncs")  # fmt: skip
+    title = (f"{len(items)} messages, {len(load.names)} users, {args.channels} Discord channels + "
+             f"{args.rooms} Matrix rooms, {args.minutes:g} min; {args.tokens}-token replies at "
+             f"{args.rate:g} tok/s, {args.parallel} parallel")  # fmt: skip
+    draw(items, args.png, title=title)
+    lines.append(f"chart: {args.png}")
+    return lines
+
+
+async def _until(probe: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.5)
+
+
+async def _progress(items: list[Tracked], load: Load) -> None:
+    while True:
+        await asyncio.sleep(30.0)
+        if load.discord is not None:
+            load.discord.scan(load.origin)
+        sent = sum(1 for t in items if t.event_id)
+        done = sum(1 for t in items if t.outcome is not None)
+        rss = load.bot.rss() / 2**20 if load.bot is not None and load.bot.alive else 0.0
+        print(f"  t={time.monotonic() - load.origin:5.0f} s  sent {sent}  resolved {done}  "
+              f"bot RSS {rss:.0f} MiB", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="length of the run (5)")
+    parser.add_argument("--messages", type=int, default=2000, help="messages in the run (2000)")
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--channels", type=int, default=50, help="Discord channels (50)")
+    parser.add_argument("--rooms", type=int, default=20, help="Matrix rooms (20)")
+    parser.add_argument("--tokens", type=int, default=20, help="tokens per reply (20)")
+    parser.add_argument("--rate", type=float, default=40.0, help="tokens/s per generation (40)")
+    parser.add_argument("--parallel", type=int, default=4, help="fake Ollama's parallel slots")
+    parser.add_argument("--idle-sessions", type=int, default=200)
+    parser.add_argument("--deadline", type=float, default=240.0,
+                        help="seconds after the last message for every answer (240)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--png", type=Path, default=Path("docs/load.png"))
+    args = parser.parse_args()
+    started = time.monotonic()
+    lines = asyncio.run(run(args))
+    print()
+    print("$ .venv/bin/python bench/load.py " + shlex.join(sys.argv[1:]))
+    print("\n".join(lines))
+    print(f"bench wall time: {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
