@@ -183,12 +183,18 @@ class ResponseStream:
         self._done_reason: str | None = None
         self._shown = False
         self._stop_requested = False
+        # Set by aclose() or by the watchdog once the total deadline passed: checked before each
+        # wait for a delta (one attribute read per token instead of a clock call).
+        self._halt = False
         self._timers: list[asyncio.Timeout] = []
-        self._watchdog = _Watchdog()
+        # The task running the generator, ``None`` while a chunk is out with the consumer.
+        self._inside: asyncio.Task[Any] | None = None
+        # Deltas received so far: the watchdog's only per-token input.
+        self._ticks = 0
+        self._watchdog = _Watchdog(self)
         self._response: Response | None = None
         self._error: OllabotError | None = None
         self._finished = asyncio.Event()
-        self._busy = False  # a task is inside the generator
         self._idle_waiter: asyncio.Future[None] | None = None
         self._chunks = self._produce()
 
@@ -204,8 +210,8 @@ class ResponseStream:
 
     def __anext__(self) -> Awaitable[StreamChunk]:
         # A plain method returning the generator's own awaitable: no extra coroutine frame on
-        # the per-token path. The generator tracks ``_busy`` itself around each ``yield``.
-        if self._busy and not self._finished.is_set():
+        # the per-token path. The generator tracks ``_inside`` itself around each ``yield``.
+        if self._inside is not None and not self._finished.is_set():
             return self._wait_end()  # another task is inside the generator (closing it)
         return self._chunks.__anext__()
 
@@ -213,9 +219,8 @@ class ResponseStream:
         await self._finished.wait()
         raise StopAsyncIteration
 
-    def _pause(self) -> None:
-        """Called right before each ``yield``: no task is inside the generator any more."""
-        self._busy = False
+    def _idle(self) -> None:
+        """No task is inside the generator any more: let a waiting :meth:`aclose` go on."""
         waiter, self._idle_waiter = self._idle_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -238,23 +243,23 @@ class ResponseStream:
         """
         if self._finished.is_set():
             return
-        self._stop_requested = True
-        while self._busy:
+        self._stop_requested = self._halt = True
+        while (inside := self._inside) is not None:
             # The consumer is waiting inside the generator: end its wait now (as if it timed
             # out), so the generator winds down as "stopped".
-            if self._watchdog.waiting:
-                self._watchdog.fire()
+            if self._watchdog.armed:
+                self._watchdog.fire(inside)
             elif self._timers and not self._timers[-1].expired():
                 self._timers[-1].reschedule(asyncio.get_running_loop().time())
             self._idle_waiter = waiter = asyncio.get_running_loop().create_future()
             await waiter
         if self._finished.is_set():
             return
-        self._busy = True
+        self._inside = asyncio.current_task()
         try:
             await self._chunks.aclose()
         finally:
-            self._busy = False
+            self._inside = None
         self._finish(Outcome.STOPPED)
         self._finished.set()
 
@@ -272,63 +277,84 @@ class ResponseStream:
     # -- the producer ------------------------------------------------------------------------
 
     async def _produce(self) -> AsyncGenerator[StreamChunk, None]:
-        # One generator for the whole reply (rounds included): every layer of async generator
-        # costs about a microsecond per token, and this is the per-token path.
-        self._busy = True
+        # One generator for the whole reply (rounds included), with the wait for the next delta
+        # inlined: every layer of async generator or coroutine costs on each token, and on each
+        # suspension the event loop passes through all of them. Per token this loop only does
+        # what it must: note the delta (``_ticks``), keep its text, hand out one chunk.
+        current_task = asyncio.current_task
+        self._inside = current_task()
         self._started = self._clock()
         self._deadline = self._started + self._gen.timeouts.total
-        self._watchdog.start(self._gen.timeouts.total)
+        watchdog = self._watchdog
+        watchdog.start(self._gen.timeouts)
         try:
             cache = self._gen.cache
             cached = cache.get(self._request) if cache is not None else None
             if cached is not None:
                 self._first_at = self._clock()
                 self._finish_cached(cached)
-                self._pause()
+                self._inside = None
+                self._idle()
                 yield StreamChunk(content=cached.content, thinking=cached.thinking, done=True)
-                self._busy = True
+                self._inside = current_task()
                 return
             runner = self._tool_runner
             messages: list[Message] = list(self._request.messages)
             tools: Sequence[dict[str, Any]] = self._request.tools
             if not tools and runner is not None:
                 tools = runner.schemas()
+            content = self._content
             rounds = 0
             while True:
                 offer = tools if rounds < self._max_tool_rounds else ()
                 request = dataclasses.replace(self._request, messages=tuple(messages), tools=offer)
                 upstream, delta = await self._open(request)
+                receive = upstream.__anext__
                 calls: list[ToolCall] = []
-                text: list[str] = []
+                said_from = -1  # where this round's text starts in ``content`` once it has some
                 try:
                     while True:
-                        if delta.content or delta.thinking:
+                        text = delta.content
+                        if text or delta.thinking:
                             if not self._shown:
                                 self._shown = True
                                 self._first_at = self._clock()
-                            if delta.content:
-                                if not text and self._content:
-                                    self._content.append("\n\n")  # text after a tool round
-                                text.append(delta.content)
-                                self._content.append(delta.content)
+                            if text:
+                                if said_from < 0:
+                                    if content:
+                                        content.append("\n\n")  # text after a tool round
+                                    said_from = len(content)
+                                content.append(text)
                             if delta.thinking:
                                 self._thinking.append(delta.thinking)
-                            self._pause()
-                            yield StreamChunk(content=delta.content, thinking=delta.thinking)
-                            self._busy = True
+                            self._inside = None
+                            if self._idle_waiter is not None:
+                                self._idle()
+                            yield StreamChunk(content=text, thinking=delta.thinking)
+                            self._inside = current_task()
                         if delta.tool_calls:
                             calls.extend(delta.tool_calls)
                         if delta.done:
                             self._account(delta)
                             break
-                        delta = await self._next(upstream, _BETWEEN)
+                        if self._halt:
+                            self._raise_halt()
+                        try:
+                            delta = await receive()
+                        except StopAsyncIteration:
+                            raise _ended() from None
+                        except asyncio.CancelledError:
+                            self._raise_if_timed_out(_BETWEEN)
+                            raise
+                        self._ticks += 1
                 finally:
+                    watchdog.disarm()
                     await _aclose(upstream)
                 self._tool_calls.extend(calls)
                 if not calls or runner is None or not offer:
                     break
                 rounds += 1
-                said = "".join(text)
+                said = "".join(content[said_from:]) if said_from >= 0 else ""
                 messages.append(Message(role=Role.ASSISTANT, content=said, tool_calls=tuple(calls)))
                 for call in calls:
                     result = await self._guarded(runner.run(call))
@@ -340,14 +366,16 @@ class ResponseStream:
                         )
                     )
             self._finish(Outcome.COMPLETE)
-            self._pause()
+            self._inside = None
+            self._idle()
             yield StreamChunk(done=True)
-            self._busy = True
+            self._inside = current_task()
         except _Stopped:
             self._finish(Outcome.STOPPED)
-            self._pause()
+            self._inside = None
+            self._idle()
             yield StreamChunk(done=True)
-            self._busy = True
+            self._inside = current_task()
         except OllabotError as err:
             if not self._shown:
                 self._error = err
@@ -355,16 +383,18 @@ class ResponseStream:
                 raise
             log.warning("generation interrupted after partial text: %s", err.detail)
             self._finish(Outcome.INTERRUPTED, error=err.user_message)
-            self._pause()
+            self._inside = None
+            self._idle()
             yield StreamChunk(done=True)
-            self._busy = True
+            self._inside = current_task()
         except (GeneratorExit, asyncio.CancelledError):
             self._finish(Outcome.STOPPED)
             raise
         finally:
-            self._watchdog.close()
+            watchdog.close()
             self._finished.set()
-            self._pause()
+            self._inside = None
+            self._idle()
 
     def _account(self, delta: ChatDelta) -> None:
         self._eval_count += delta.eval_count or 0
@@ -377,51 +407,67 @@ class ResponseStream:
 
         Returns the upstream iterator and that delta (text, thinking, or the final one). Deltas
         before it (tool calls) are folded into it, so nothing is lost and nothing was shown yet
-        while a retry is still allowed.
+        while a retry is still allowed. The watchdog is left timing gaps between tokens.
         """
+        limits = self._gen.timeouts
+        watchdog = self._watchdog
 
         async def attempt() -> tuple[AsyncIterator[ChatDelta], ChatDelta]:
             upstream = self._gen.model.chat(request)
             try:
-                calls: list[ToolCall] = []
-                phase = _FIRST
-                while True:
-                    delta = await self._next(upstream, phase)
-                    phase = _BETWEEN
+                watchdog.watch(_FIRST, limits.first_token)
+                delta = await self._next(upstream, _FIRST)
+                watchdog.watch(_BETWEEN, limits.between_tokens)
+                calls = list(delta.tool_calls)
+                while not (delta.content or delta.thinking or delta.done):
+                    delta = await self._next(upstream, _BETWEEN)
                     calls.extend(delta.tool_calls)
-                    if delta.content or delta.thinking or delta.done:
-                        if calls != list(delta.tool_calls):
-                            delta = dataclasses.replace(delta, tool_calls=tuple(calls))
-                        return upstream, delta
+                if calls != list(delta.tool_calls):
+                    delta = dataclasses.replace(delta, tool_calls=tuple(calls))
+                return upstream, delta
             except BaseException:
+                watchdog.disarm()
                 await _aclose(upstream)
                 raise
 
         return await self._guarded(self._gen.retry.call(attempt))
 
     async def _next(self, upstream: AsyncIterator[ChatDelta], phase: str) -> ChatDelta:
-        """The next delta, within the phase's limit and the total deadline."""
+        """The next delta while the watchdog times ``phase`` (the per-token loop inlines this)."""
+        if self._halt:
+            self._raise_halt()
+        try:
+            delta = await anext(upstream)
+        except StopAsyncIteration:
+            raise _ended() from None
+        except asyncio.CancelledError:
+            self._raise_if_timed_out(phase)
+            raise
+        self._ticks += 1
+        return delta
+
+    def _raise_halt(self) -> None:
         if self._stop_requested:
             raise _Stopped
-        limits = self._gen.timeouts
-        limit = limits.between_tokens if phase is _BETWEEN else limits.first_token
+        raise GenerationTimeout("total", self._gen.timeouts.total)
+
+    def _raise_if_timed_out(self, phase: str) -> None:
+        """On ``CancelledError`` while waiting: raise what the watchdog meant by it, if it did.
+
+        Returns (and the caller re-raises the cancellation) when someone else cancelled the task.
+        """
         watchdog = self._watchdog
-        task = watchdog.arm(limit)
-        try:
-            return await anext(upstream)
-        except StopAsyncIteration:
-            # The server closed the stream without a final line: treat it as a lost connection.
-            raise OllamaError("The reply ended unexpectedly.", retryable=True) from None
-        except asyncio.CancelledError:
-            if not watchdog.fired_for(task):
-                raise
-            if self._stop_requested:
-                raise _Stopped from None
-            if watchdog.hit_total:
-                raise GenerationTimeout("total", limits.total) from None
-            raise GenerationTimeout(phase, limit) from None
-        finally:
-            watchdog.disarm()
+        task = asyncio.current_task()
+        assert task is not None
+        if not watchdog.fired_for(task):
+            return
+        if self._stop_requested:
+            raise _Stopped from None
+        limits = self._gen.timeouts
+        if watchdog.hit_total:
+            raise GenerationTimeout("total", limits.total) from None
+        limit = limits.between_tokens if phase is _BETWEEN else limits.first_token
+        raise GenerationTimeout(phase, limit) from None
 
     async def _guarded(self, awaitable: Awaitable[T]) -> T:
         """Await under the total deadline, and stoppable by :meth:`aclose` from another task."""
@@ -484,91 +530,131 @@ class ResponseStream:
             self._on_end(self._response)
 
 
-class _Watchdog:
-    """Times out waits for the next delta with one reusable timer instead of one per token.
+# The watchdog checks at least this often (seconds) while a limit is being timed, so a limit
+# fires at most this late (or an eighth of the limit, when that is shorter).
+_MAX_CHECK_INTERVAL = 1.0
 
-    ``asyncio.timeout()`` pushes and cancels a timer per delta (about 13 us each, a tenth of a
-    fast model's token budget on this path). Here each wait only moves a deadline; the single
-    timer wakes at the old deadline and re-arms itself while progress was made, and cancels the
-    waiting task (turned into ``TimeoutError``, like ``asyncio.timeout``) once it has passed.
+
+class _Watchdog:
+    """Times the waits for deltas with a timer that fires at a coarse interval, not per token.
+
+    ``asyncio.timeout()`` pushes and cancels a timer per delta (about 13 us each), and even moving
+    one deadline costs a clock read per token. Here the stream only counts deltas (``_ticks``);
+    this timer wakes every ``min(limit / 8, 1 s)``, counts a changed tick or a chunk out with the
+    consumer as progress, and once nothing moved for the phase's limit (or the total deadline
+    passed) cancels the waiting task, which the stream turns into
+    :class:`~bot.errors.GenerationTimeout` (or ``_Stopped``). A limit thus fires between ``limit``
+    and ``limit + interval`` after the last delta. Time the consumer spends holding a chunk never
+    counts as a gap.
     """
 
-    __slots__ = ("_cancelling", "_deadline", "_fired", "_handle", "_limit_at", "_loop", "_task")
+    __slots__ = (
+        "_cancelling",
+        "_fired",
+        "_handle",
+        "_limit",
+        "_loop",
+        "_seen",
+        "_since",
+        "_stream",
+        "deadline",
+        "hit_total",
+        "phase",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, stream: ResponseStream) -> None:
+        self._stream = stream
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._limit_at = 0.0
+        self.phase: str | None = None  # what is being timed; ``None``: not waiting for deltas
+        self._limit = 0.0
+        self._since = 0.0  # when progress was last seen
+        self._seen = 0  # the stream's ``_ticks`` then
         self._cancelling = 0
         self._fired = False
-        self._deadline = float("inf")
+        self.hit_total = False
+        self.deadline = float("inf")
 
-    def start(self, total: float) -> None:
-        """Every wait from now on also ends ``total`` seconds from now."""
+    @property
+    def armed(self) -> bool:
+        """Whether waits for deltas are being timed (a cancellation from here is a timeout)."""
+        return self.phase is not None
+
+    def start(self, timeouts: Timeouts) -> None:
+        """Every wait from now on also ends ``timeouts.total`` seconds from now."""
         self._loop = loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + total
+        self.deadline = loop.time() + timeouts.total
 
-    @property
-    def hit_total(self) -> bool:
-        """Whether the last wait was cut by the total deadline rather than its own limit."""
-        return self._limit_at >= self._deadline
-
-    @property
-    def waiting(self) -> bool:
-        return self._task is not None
-
-    def arm(self, limit: float) -> asyncio.Task[Any]:
-        """Start timing a wait of at most ``limit`` seconds by the current task; returns it.
-
-        Pair with :meth:`disarm` in a ``finally``; on ``CancelledError`` ask :meth:`fired_for`.
-        """
+    def watch(self, phase: str, limit: float) -> None:
+        """Time waits for deltas from now on: at most ``limit`` seconds without one."""
         loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        limit_at = loop.time() + limit
-        if limit_at > self._deadline:
-            limit_at = self._deadline
-        self._limit_at = limit_at
-        handle = self._handle
-        if handle is None or handle.when() > limit_at:
-            if handle is not None:
-                handle.cancel()
-            self._handle = loop.call_at(limit_at, self._check)
-        self._task = task
-        self._cancelling = task.cancelling()
+        assert loop is not None
+        now = loop.time()
+        self.phase = phase
+        self._limit = limit
+        self._since = now
+        self._seen = self._stream._ticks
         self._fired = False
-        return task
+        self._schedule(now)
 
     def disarm(self) -> None:
-        self._task = None
+        """Stop timing (the waits are over: tool runs, retries and closing are timed elsewhere)."""
+        self.phase = None
+        self.close()
 
     def fired_for(self, task: asyncio.Task[Any]) -> bool:
         """Whether a ``CancelledError`` in ``task`` came from this watchdog (then it is absorbed,
         like ``asyncio.timeout`` does) rather than from someone cancelling the task."""
         return self._fired and task.uncancel() <= self._cancelling
 
-    def fire(self) -> None:
-        """End the current wait now, as a timeout."""
-        if self._task is not None and not self._fired:
+    def fire(self, task: asyncio.Task[Any]) -> None:
+        """End ``task``'s wait now, as a timeout."""
+        if not self._fired:
             self._fired = True
-            self._task.cancel()
+            self._cancelling = task.cancelling()
+            task.cancel()
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
+    def _schedule(self, now: float) -> None:
+        interval = min(self._limit / 8, _MAX_CHECK_INTERVAL)
+        at = min(now + interval, self._since + self._limit)
+        if self.deadline > now:
+            at = min(at, self.deadline)
+        if self._handle is not None:
+            self._handle.cancel()
+        assert self._loop is not None
+        self._handle = self._loop.call_at(at, self._check)
+
     def _check(self) -> None:
         self._handle = None
-        if self._task is None or self._loop is None:
-            return  # nobody waits; the next wait arms a new timer
-        if self._loop.time() >= self._limit_at:
-            self.fire()
-        else:
-            self._handle = self._loop.call_at(self._limit_at, self._check)
+        if self.phase is None or self._fired:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        stream = self._stream
+        task = stream._inside
+        if task is None or stream._ticks != self._seen:
+            # A delta arrived, or a chunk is out with the consumer: progress.
+            self._seen = stream._ticks
+            self._since = now
+            if now >= self.deadline:
+                stream._halt = True  # the next wait ends at once, as "total"
+                if task is None:
+                    return
+        if task is not None and (now >= self._since + self._limit or now >= self.deadline):
+            self.hit_total = self.deadline <= self._since + self._limit
+            self.fire(task)
+            return
+        self._schedule(now)
+
+
+def _ended() -> OllamaError:
+    # The server closed the stream without a final line: treat it as a lost connection.
+    return OllamaError("The reply ended unexpectedly.", retryable=True)
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
