@@ -19,14 +19,14 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 from bot.backend import ChatModel, ChatRequest
 from bot.cache import ResponseCache
 from bot.errors import ChatError
-from bot.generation import Generator, ResponseStream, Timeouts, ToolRunnerLike
+from bot.generation import Generator, ResponseStream, Timeouts
 from bot.history import trim_to_budget
 from bot.ollama_backend import OllamaChatModel
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
@@ -40,7 +40,6 @@ from bot.types import (
     Outcome,
     Response,
     Role,
-    StreamChunk,
 )
 from bot.validation import DEFAULT_MAX_CHARS, validate_input, validate_system_prompt
 
@@ -53,47 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_CAP = 8192
 # Until ``initialize_model`` has asked Ollama, assume Ollama's own default context.
 _ASSUMED_CONTEXT = 4096
-
-
-class _HistoryStream(ResponseStream):
-    """A :class:`ResponseStream` that reports its response once, when it ends or is stopped.
-
-    Only the public surface of ``ResponseStream`` is extended: the hook runs when the ``done``
-    chunk arrives (complete, interrupted, stopped while waiting, cached) or after ``aclose``.
-    A stream that fails before any text raises and reports nothing.
-    """
-
-    def __init__(
-        self,
-        generator: Generator,
-        request: ChatRequest,
-        tool_runner: ToolRunnerLike | None,
-        on_end: Callable[[Response], None],
-    ) -> None:
-        super().__init__(generator, request, tool_runner, max_tool_rounds=4)
-        self._history_hook = on_end
-        self._history_recorded = False
-
-    def _record(self) -> None:
-        response = self.response
-        if response is None or self._history_recorded:
-            return
-        self._history_recorded = True
-        self._history_hook(response)
-
-    async def __anext__(self) -> StreamChunk:
-        try:
-            chunk = await super().__anext__()
-        except StopAsyncIteration:
-            self._record()
-            raise
-        if chunk.done:
-            self._record()
-        return chunk
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        self._record()
 
 
 class ChatManager:
@@ -362,8 +320,9 @@ class ChatManager:
                     )
                 )
 
-        return _HistoryStream(
-            self._generator, self._request(messages), self._tool_runner(), remember
+        # The hook runs inside the generator when the reply ends: nothing wraps the per-token path.
+        return self._generator.stream(
+            self._request(messages), tool_runner=self._tool_runner(), on_end=remember
         )
 
     async def get_response_with_meta(self, text: str) -> Response:
