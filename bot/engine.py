@@ -21,7 +21,7 @@ from bot.backend import ChatModel, ChatRequest
 from bot.commands import Command, CommandContext, CommandResult
 from bot.config import BotConfig
 from bot.engine_commands import CommandRunner
-from bot.errors import ModelNotFoundError, OllabotError
+from bot.errors import ModelNotFoundError, OllabotError, StoreError
 from bot.generation import Generator, ResponseStream, Timeouts
 from bot.logs import log_interaction
 from bot.retry import RetryPolicy
@@ -202,7 +202,9 @@ class Engine:
             async with self.sessions.turn(turn.key, notify) as ticket:
                 return await self._answer(turn, text, surface, ticket, notify)
         except OllabotError as err:
-            logger.info(
+            # A refusal (bad input, rate limit) is routine; a database failure needs the operator.
+            logger.log(
+                logging.WARNING if isinstance(err, StoreError) else logging.INFO,
                 "turn refused or failed",
                 extra={"session": str(turn.key), "error": type(err).__name__, "detail": err.detail},
             )
