@@ -7,6 +7,7 @@ engine on a SQLite file, and the real ``ollama`` client against the fake Ollama 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,7 +69,7 @@ async def mention(
 
 def stored_replies(db: Path) -> list[tuple[str, str]]:
     """(content, status) of every assistant message in the bot's database, oldest first."""
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
             "SELECT content, status FROM messages WHERE role = 'assistant' ORDER BY id"
         ).fetchall()
