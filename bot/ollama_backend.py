@@ -283,6 +283,9 @@ def _seconds(ns: int | None) -> float | None:
 
 def _delta(part: ollama.ChatResponse) -> ChatDelta:
     msg = part.message
+    if not part.done and not msg.tool_calls:
+        # The per-token path: only what a token carries, positionally (cheapest call).
+        return ChatDelta(msg.content or "", msg.thinking or "")
     calls = (
         tuple(
             ToolCall(name=c.function.name, arguments=dict(c.function.arguments))
@@ -291,7 +294,7 @@ def _delta(part: ollama.ChatResponse) -> ChatDelta:
         if msg.tool_calls
         else ()
     )
-    if not part.done:  # the per-token path: only what a token carries
+    if not part.done:
         return ChatDelta(content=msg.content or "", thinking=msg.thinking or "", tool_calls=calls)
     return ChatDelta(
         content=msg.content or "",
