@@ -330,7 +330,7 @@ class ResponseStream:
                             self._inside = None
                             if self._idle_waiter is not None:
                                 self._idle()
-                            yield StreamChunk(content=text, thinking=delta.thinking)
+                            yield StreamChunk(text, delta.thinking)  # positional: the cheapest call
                             self._inside = current_task()
                         if delta.tool_calls:
                             calls.extend(delta.tool_calls)

@@ -6,6 +6,7 @@ what callers hand in); everything here is platform-free.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -64,10 +65,13 @@ class Message(BaseModel):
             raise ValueError("message content must not be empty")
 
 
-class StreamChunk(BaseModel):
-    """A piece of a streamed reply, as it arrives from the model."""
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A piece of a streamed reply, as it arrives from the model.
 
-    model_config = ConfigDict(frozen=True)
+    A frozen dataclass rather than a pydantic model: one is built per token, and the engine
+    builds it from values already checked (no validation needed on that path).
+    """
 
     content: str = ""
     thinking: str = ""
