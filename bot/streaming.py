@@ -281,25 +281,35 @@ class ReplyStreamer:
         """
         if self._finishing:
             raise RuntimeError("ReplyStreamer.push() after finish()")
-        changed = False
         if chunk.thinking:
-            self._thinking.append(chunk.thinking)
-            # Thinking that arrives after the answer started is kept but not shown: the
-            # displayed text only ever grows at its end, so frozen parts stay valid.
-            if self._show_thinking and not self._answer_started:
-                changed = self._show_more_thinking(chunk.thinking)
-        if chunk.content:
+            self._push_thinking(chunk.thinking)
+        content = chunk.content
+        if content:
             if not self._answer_started:
                 self._answer_started = True
                 if self._has_head:
                     self._live.append("\n\n")
-            self._answer.append(chunk.content)
-            self._live.append(chunk.content)
-            changed = True
-        if changed:
+            self._answer.append(content)
+            self._live.append(content)
             self._version += 1
-            self._ensure_flusher()
-            self._dirty.set()
+            if not self._dirty.is_set():  # else the flusher is already due (see _wake)
+                self._wake()
+
+    def _push_thinking(self, thinking: str) -> None:
+        self._thinking.append(thinking)
+        # Thinking that arrives after the answer started is kept but not shown: the displayed
+        # text only ever grows at its end, so frozen parts stay valid.
+        if self._show_thinking and not self._answer_started and self._show_more_thinking(thinking):
+            self._version += 1
+            if not self._dirty.is_set():
+                self._wake()
+
+    def _wake(self) -> None:
+        # Called only while the flag is clear: once set, the flusher is already due to run
+        # (and exists: only aclose() cancels it, and finish() starts a new one), so the
+        # following chunks need nothing more than their append.
+        self._ensure_flusher()
+        self._dirty.set()
 
     async def feed(self, chunk: StreamChunk) -> None:
         """:meth:`push`, then let the flusher run."""
