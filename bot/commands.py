@@ -231,7 +231,10 @@ def parse_command(text: str) -> Command:
     }
     if head in simple and not args:
         return simple[head]
-    raise InputRejected(f"Unknown command '{head}'. {USAGE}")
+    # The word is echoed cut short: a 60,000-character "command" must still get an answer
+    # small enough to send.
+    shown = head if len(head) <= 40 else head[:39] + "…"
+    raise InputRejected(f"Unknown command '{shown}'. {USAGE}")
 
 
 def _parse_free_text(head: str, rest: str) -> Command:

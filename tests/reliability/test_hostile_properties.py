@@ -252,7 +252,7 @@ _ALLOWED = {
 _ALLOWED_ATTRIBUTES = {"a": {"href", "rel"}, "ol": {"start"}, "code": {"class"}}
 
 
-class _TagAudit(html.parser.HTMLParser):
+class TagAudit(html.parser.HTMLParser):
     """Collects every tag and attribute of rendered HTML, as a browser would parse it."""
 
     def __init__(self) -> None:
@@ -292,7 +292,7 @@ def test_model_output_becomes_html_with_allowed_tags_only_and_no_pill(text: str)
     for body in (content(text), edit_content("$e", text)["m.new_content"]):
         assert body["m.mentions"] == {}
         assert body["body"] == text  # the plain body keeps the text exactly
-        audit = _TagAudit()
+        audit = TagAudit()
         audit.feed(body["formatted_body"])
         audit.close()
         assert audit.problems == [], (text, body["formatted_body"])
