@@ -276,3 +276,17 @@ async def test_host_is_the_url_it_talks_to(
     backend: OllamaChatModel, fake_ollama: FakeOllama
 ) -> None:
     assert backend.host == fake_ollama.url
+
+
+def test_streamed_line_of_the_wrong_shape_is_rejected_not_passed_on() -> None:
+    # Lines are read without pydantic (see _LeanClient); a malformed one must still fail loudly
+    # (the backend translates _MalformedLine into "Ollama sent an unexpected answer").
+    from bot.ollama_backend import _line_delta, _MalformedLine
+
+    with pytest.raises(_MalformedLine):
+        _line_delta(message="not an object", done=False)
+    with pytest.raises(_MalformedLine):
+        _line_delta(message={"content": 42}, done=False)
+    with pytest.raises(_MalformedLine):
+        _line_delta(message={"tool_calls": [{"function": {}}]}, done=False)
+    assert _line_delta(message={"content": "Hi"}, done=False) == ChatDelta("Hi")
