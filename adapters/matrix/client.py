@@ -21,7 +21,7 @@ import nio
 from adapters.matrix.addressing import parse_message
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.replies import PLATFORM, Replier
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -173,7 +173,8 @@ class MatrixBot:
             try:
                 await self._sync_once(first=False)
                 backoff = 1.0
-            except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            except (aiohttp.ClientError, TimeoutError, OSError, StoreError) as err:
+                # StoreError: a read of the bot's database failed (a disk error); keep syncing.
                 log.warning("sync failed, retrying in %.0f s: %r", backoff, err)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -194,7 +195,12 @@ class MatrixBot:
             await asyncio.sleep(1.0)
             return
         await self._handle_sync(response, replay=not fresh)
-        await self.engine.store.set_state(self._key("sync"), response.next_batch)
+        try:
+            await self.engine.store.set_state(self._key("sync"), response.next_batch)
+        except StoreError as err:
+            # nio keeps the token in memory, so this run receives nothing twice; after a restart
+            # the engine's claim_event keeps a replayed event from being answered twice.
+            log.warning("sync token not saved", extra={"platform": PLATFORM, "detail": err.detail})
 
     async def _handle_sync(self, response: nio.SyncResponse, *, replay: bool) -> None:
         for room_id, info in response.rooms.invite.items():

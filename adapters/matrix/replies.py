@@ -19,7 +19,7 @@ from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
 from bot.commands import CommandContext, PullView, parse_command, render_progress_bar
-from bot.errors import InputRejected, OllabotError, RateLimited
+from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.pacing import TokenBucketPacer
 from bot.streaming import Pacer
 from bot.turn import Author, SessionKey, Turn
@@ -141,7 +141,12 @@ class Replier:
 
     async def _remember_thread(self, room_id: str, root: str) -> None:
         self._bot_threads[f"{room_id}|{root}"] = True
-        await self.engine.store.set_state(self._state_key("thread", room_id, root), "1")
+        try:
+            await self.engine.store.set_state(self._state_key("thread", room_id, root), "1")
+        except StoreError as err:
+            # Remembered in memory for this run. The turn still goes to the engine, which tells
+            # the user what is wrong with the database.
+            log.warning("thread not saved", extra={"platform": PLATFORM, "detail": err.detail})
 
     async def is_direct(self, room_id: str) -> bool:
         """A direct room: the bot and exactly one human (flagged direct, or unnamed)."""
@@ -307,15 +312,11 @@ class Replier:
 
     async def on_reaction(self, room_id: str, source: dict[str, Any]) -> None:
         """A stop reaction on a reply being streamed stops it (asker or moderator only)."""
-        content = source.get("content")
-        relates = content.get("m.relates_to") if isinstance(content, dict) else None
+        relates = source.get("content", {}).get("m.relates_to", {})
         if not isinstance(relates, dict) or relates.get("rel_type") != "m.annotation":
             return
-        target, emoji = relates.get("event_id"), relates.get("key")
-        # Anyone can send any JSON: a non-text id or key (unhashable) must not reach the lookups.
-        if not isinstance(target, str) or not isinstance(emoji, str):
-            return
-        if emoji not in STOP_REACTIONS or target not in self._streaming:
+        target = relates.get("event_id")
+        if relates.get("key") not in STOP_REACTIONS or target not in self._streaming:
             return
         key, asker = self._streaming[target]
         reactor = str(source.get("sender", ""))

@@ -23,11 +23,14 @@ from typing import Any
 import pytest
 
 from adapters.discord import running_bot
+from adapters.matrix import MatrixBot, MatrixConfig
 from bot.config import BotConfig
 from ollabot_app.wiring import open_engine
 from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, without_footer
 from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.synapse import SynapseServer
+from tests.matrix.conftest import Human, eventually, unique
 from tests.reliability.conftest import SpawnBot, discord_bot_toml
 
 BUSY = "⚠️ error: The bot's database is busy; try again in a moment."
@@ -194,3 +197,44 @@ async def test_file_size_limit_on_the_bot_process_is_explained_and_lifted_withou
         "after",
         "echo: after",
     ]
+
+
+@pytest.mark.synapse
+async def test_matrix_bot_keeps_syncing_through_a_locked_database_and_answers_after(
+    synapse: SynapseServer,
+    human: Human,
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    user_id, token = synapse.register(unique("lockbot"))
+    synapse.lift_ratelimit(user_id)
+    # A short long-poll, so that the sync loop saves its token while the database is locked.
+    matrix = MatrixConfig(homeserver=synapse.url, user_id=user_id, sync_timeout_ms=200)
+    db = tmp_path / "bot.db"
+    config = config_for(fake_ollama, db, busy_timeout_ms=50)
+    async with open_engine(config) as engine, MatrixBot(engine, matrix, access_token=token) as bot:
+        room_id = await human.create_room(invite=(user_id,))
+        await human.wait_joined(room_id, user_id)
+
+        async def answer(text: str) -> str:
+            asked = await human.send(room_id, text, mention=user_id)
+            [reply] = await eventually(lambda: human.replies_to(room_id, user_id, asked))
+            await bot.idle()
+            return await human.visible_text(room_id, reply["event_id"])
+
+        async def sync_token_not_saved() -> bool:
+            return any("sync token not saved" in r.getMessage() for r in caplog.records)
+
+        assert (await answer("before")).startswith("echo: before")
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            assert "The bot's database is busy; try again in a moment." in await answer("locked")
+            await eventually(sync_token_not_saved)
+            other.execute("ROLLBACK")
+        # The sync loop lived through it: new messages are still received and answered.
+        assert (await answer("after")).startswith("echo: after")
+
+    assert store_failures(caplog)[0].levelno >= logging.WARNING
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
