@@ -312,11 +312,15 @@ class Replier:
 
     async def on_reaction(self, room_id: str, source: dict[str, Any]) -> None:
         """A stop reaction on a reply being streamed stops it (asker or moderator only)."""
-        relates = source.get("content", {}).get("m.relates_to", {})
+        content = source.get("content")
+        relates = content.get("m.relates_to") if isinstance(content, dict) else None
         if not isinstance(relates, dict) or relates.get("rel_type") != "m.annotation":
             return
-        target = relates.get("event_id")
-        if relates.get("key") not in STOP_REACTIONS or target not in self._streaming:
+        target, emoji = relates.get("event_id"), relates.get("key")
+        # Anyone can send any JSON: a non-text id or key (unhashable) must not reach the lookups.
+        if not isinstance(target, str) or not isinstance(emoji, str):
+            return
+        if emoji not in STOP_REACTIONS or target not in self._streaming:
             return
         key, asker = self._streaming[target]
         reactor = str(source.get("sender", ""))
