@@ -113,9 +113,7 @@ async def test_ollama_dying_mid_reply_marks_it_interrupted_while_others_go_on_th
     go_a.set()
     [cut] = await finished_reply(fake, world.general.id)
     partial = "".join(words[:6])
-    assert cut.content.startswith(partial.rstrip())
-    assert words[6].strip() not in cut.content
-    assert "⚠️ interrupted" in cut.content
+    assert cut.content == f"{partial}\n⚠️ interrupted: The connection to Ollama was lost."
     assert fake_ollama.active_streams == 1, "B must still be streaming when A is cut"
 
     go_b.set()
