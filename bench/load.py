@@ -16,7 +16,10 @@ temporary config), with the adapters pointed at loopback servers that run in thi
 
 The 200 users are spread evenly over the 70 channels and rooms (user ``i`` talks in place
 ``i mod 70``); messages arrive as a Poisson process (uniform random times, seeded), each from a
-random user, each a new conversation that mentions the bot. The bot keeps its default limits
+random user. A quarter of them (``--follow-ups``) continue the user's last conversation once its
+answer shows (a reply to the bot's answer on Discord, a message in the bot's thread on Matrix),
+so history is loaded and replies chain; the others start a new conversation that mentions the
+bot. The bot keeps its default limits
 (4 generations at once, 10 messages per user per minute, 5 waiting per conversation); what they
 refuse is answered with a busy message and counted apart. A message is lost when neither its
 answer nor a busy/error message is visible ``--deadline`` seconds after the last one was sent.
@@ -58,7 +61,7 @@ from tests.fakes.synapse import SynapseServer  # noqa: E402
 WARMUP_TAGS = 100_000
 IDLE_TAGS = 200_000
 IDLE_REPLY_TOKENS = 2
-BOT_LIMITS = {  # the bot's defaults, written out so the report states them
+BOT_LIMITS: dict[str, Any] = {  # the bot's defaults, written out so the report states them
     "max_concurrent_generations": 4,
     "user_messages_per_minute": 10.0,
     "max_queue_per_session": 5,
@@ -89,6 +92,8 @@ class Load:
         self.discord: DiscordSide | None = None
         self.matrix: MatrixSide | None = None
         self.bot: BotProcess | None = None
+        self.last: dict[str, Tracked] = {}  # each user's latest message
+        self.following = False  # warm-up and idle sessions always start new conversations
 
     # --- the fake Ollama's answers ------------------------------------------------------------
 
@@ -117,11 +122,16 @@ class Load:
         assert self.discord is not None
         assert self.matrix is not None
         text = f"q{item.tag} {self.rng.choice(PROMPTS)}"
+        previous = self.last.get(item.user)
+        follow = self.following and previous is not None
+        follow = follow and self.rng.random() < self.args.follow_ups
+        after = previous if follow else None
+        self.last[item.user] = item
         item.sent_at = time.monotonic() - self.origin
         if item.platform == "discord":
-            await self.discord.send(item, text)
+            await self.discord.send(item, text, after=after)
         else:
-            await self.matrix.send(item, text)
+            await self.matrix.send(item, text, after=after)
 
     async def send_all(self, items: list[Tracked], at: list[float]) -> float:
         """Send each item at its time (seconds from now); returns how long sending took."""
@@ -222,8 +232,9 @@ async def _run(
     placement = {n: matrix.rooms[load.place_of[n] - args.channels] for n in matrix_users}
     await asyncio.to_thread(matrix.join_users, placement)
     config = tmp / "bot.toml"
+    limits = {**BOT_LIMITS, "max_concurrent_generations": args.bot_parallel}
     bot_config(config, discord=discord, matrix=matrix, database=tmp / "bot.db",
-               limits=BOT_LIMITS, matrix_rate=MATRIX_BOT_RATE)  # fmt: skip
+               limits=limits, matrix_rate=MATRIX_BOT_RATE)  # fmt: skip
     bot = load.bot = BotProcess(
         config,
         tmp / "bot.log",
@@ -249,8 +260,9 @@ async def _run(
         print(f"sending {len(items)} messages over {args.minutes:g} min", flush=True)
         # Re-base the clock: the run's times start at its first message.
         load.origin, load.wall_origin = time.monotonic(), time.time()
-        matrix.wall_origin = load.wall_origin
+        matrix.wall_origin = run_wall = load.wall_origin
         run_start = time.monotonic()
+        load.following = True
         progress = asyncio.create_task(_progress(items, load))
         send_span = await load.send_all(items, times)
         drain = await load.wait_resolved(items, args.deadline)
@@ -264,7 +276,7 @@ async def _run(
         await matrix.close()
     if code not in (0, None):
         print(f"the bot exited with {code}; log: {(tmp / 'bot.log').read_text()[-2000:]}")
-    log = read_bot_log(tmp / "bot.log")
+    log = read_bot_log(tmp / "bot.log", since=run_wall)
     facts = {
         "messages": len(items), "users": len(load.names), "minutes": args.minutes,
         "channels": args.channels, "rooms": args.rooms, "seed": args.seed,
@@ -275,7 +287,7 @@ async def _run(
         "streams": streams, "max_waiting": ollama.max_waiting_streams,
         "rss_start": rss_start, "rss_peak": rss_peak, "rss_end": rss_end, "idle": idle,
     }  # fmt: skip
-    lines = report_lines(items, log, facts, BOT_LIMITS)
+    lines = report_lines(items, log, facts, limits)
     if matrix.user_429s or matrix.limited_syncs:
         lines.append(f"bench side: {matrix.user_429s} user 429s, "
                      f"{matrix.limited_syncs} gappy observer syncs")  # fmt: skip
@@ -317,9 +329,22 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20, help="tokens per reply (20)")
     parser.add_argument("--rate", type=float, default=40.0, help="tokens/s per generation (40)")
     parser.add_argument("--parallel", type=int, default=4, help="fake Ollama's parallel slots")
+    parser.add_argument(
+        "--bot-parallel",
+        type=int,
+        default=BOT_LIMITS["max_concurrent_generations"],
+        help="the bot's [limits] max_concurrent_generations (its default, 4)",
+    )
     parser.add_argument("--idle-sessions", type=int, default=200)
-    parser.add_argument("--deadline", type=float, default=240.0,
-                        help="seconds after the last message for every answer (240)")  # fmt: skip
+    parser.add_argument(
+        "--follow-ups",
+        type=float,
+        default=0.25,
+        help="share of messages that continue the user's last conversation once its answer "
+        "shows (0.25); the others start a new one",
+    )
+    parser.add_argument("--deadline", type=float, default=600.0,
+                        help="seconds after the last message for every answer (600)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--png", type=Path, default=Path("docs/load.png"))
     args = parser.parse_args()

@@ -11,6 +11,7 @@ import json
 import re
 import statistics
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ class Tracked:
         resolved_at: When the complete answer, or a busy/error message, became visible.
         outcome: ``answered``, ``busy``, ``error``, or ``None`` while unresolved.
         detail: The text of a busy or error message.
+        follow_up: It continues the user's previous conversation (a reply to the bot's answer
+            on Discord, a message in the thread on Matrix) instead of starting one.
+        root: Matrix: the thread's root event (the conversation's first message).
     """
 
     tag: int
@@ -58,6 +62,8 @@ class Tracked:
     resolved_at: float | None = None
     outcome: str | None = None
     detail: str = ""
+    follow_up: bool = False
+    root: str = ""
 
     def see(self, text: str, at: float) -> None:
         """Record one visible version of the bot's message for this prompt."""
@@ -98,18 +104,24 @@ class BotLog:
     errors: int = 0
 
 
-def read_bot_log(path: Path) -> BotLog:
-    """Parse the bot's JSON log lines (other lines are skipped)."""
+def read_bot_log(path: Path, *, since: float = 0.0) -> BotLog:
+    """Parse the bot's JSON log lines from wall-clock time ``since`` on (others are skipped)."""
     log = BotLog()
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if "M_LIMIT_EXCEEDED" in line:
-            log.matrix_limit_exceeded += 1
         try:
             record: dict[str, Any] = json.loads(line)
         except ValueError:
             continue
         if not isinstance(record, dict):
             continue
+        try:
+            at = datetime.fromisoformat(str(record.get("timestamp"))).timestamp()
+        except ValueError:
+            at = since
+        if at < since:
+            continue
+        if "M_LIMIT_EXCEEDED" in line:
+            log.matrix_limit_exceeded += 1
         if record.get("level") in ("ERROR", "CRITICAL"):
             log.errors += 1
         if record.get("message") == "discord answered 429":
@@ -175,13 +187,14 @@ def report_lines(
         (p, [t for t in tracked if t.platform == p]) for p in ("discord", "matrix")
     ]:
         s = summary(group)
+        follow_ups = sum(1 for t in group if t.follow_up)
         lines.append(
-            f"{name:8} sent {s['sent']}, answered {s['answered']}, busy-answered {s['busy']}, "
-            f"error-answered {s['error']}, lost {s['lost']}"
+            f"{name:8} sent {s['sent']} ({follow_ups} follow-ups), answered {s['answered']}, "
+            f"busy-answered {s['busy']}, error-answered {s['error']}, lost {s['lost']}"
         )
         lines.append(f"{'':8} message -> first visible token: {_dist(s['first_text_waits'])}")
         lines.append(f"{'':8} message -> complete answer visible: {_dist(s['complete_times'])}")
-    lines.append(f"engine queue wait (bot log, {log.interactions} interactions): "
+    lines.append(f"engine queue wait (bot log, {log.interactions} interactions in the run): "
                  f"{_dist(log.queue_waits)}")  # fmt: skip
     lines.append(f"interaction outcomes (bot log): {dict(sorted(log.outcomes.items()))}")
     lines.append(

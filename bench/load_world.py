@@ -54,12 +54,30 @@ class DiscordSide:
             side.users[name] = user
         return side
 
-    async def send(self, item: Tracked, text: str) -> None:
-        """The user mentions the bot in the channel with ``text`` (a new conversation)."""
+    def answer_to(self, item: Tracked) -> int | None:
+        """The bot's message answering ``item`` once its whole answer shows, else ``None``."""
+        if not item.event_id:
+            return None
+        asked = int(item.event_id)
+        for message in reversed(list(self.fake.messages.values())):
+            if message.reference_id == asked and message.author.id == self.fake.bot_user.id:
+                return message.id if f"r{item.tag}end" in message.content else None
+        return None
+
+    async def send(self, item: Tracked, text: str, *, after: Tracked | None = None) -> None:
+        """The user mentions the bot in the channel with ``text`` (a new conversation), or
+        replies to the bot's answer to ``after`` (continuing that conversation) when it shows.
+        """
         bot = self.fake.bot_user
         channel = self.fake.channels[int(item.place)]
         user = self.users[item.user]
-        message = await self.fake.post_message(user, channel, f"<@{bot.id}> {text}", mentions=[bot])
+        answer = self.answer_to(after) if after is not None else None
+        if answer is not None:
+            item.follow_up = True
+            message = await self.fake.post_message(user, channel, text, reference=answer)
+        else:
+            mention = f"<@{bot.id}> {text}"
+            message = await self.fake.post_message(user, channel, mention, mentions=[bot])
         item.event_id = str(message.id)
         self.by_message[message.id] = item
 
@@ -166,8 +184,10 @@ class MatrixSide:
         if self._http is not None:
             await self._http.close()
 
-    async def send(self, item: Tracked, text: str) -> None:
-        """The user mentions the bot in the room with ``text`` (a new thread)."""
+    async def send(self, item: Tracked, text: str, *, after: Tracked | None = None) -> None:
+        """The user mentions the bot in the room with ``text`` (a new thread), or writes in the
+        thread of ``after`` (continuing that conversation) once its answer shows.
+        """
         assert self._http is not None
         user = self.users[item.user]
         room = urllib.parse.quote(item.place)
@@ -180,6 +200,16 @@ class MatrixSide:
             "body": f"ollabot: {text}",
             "m.mentions": {"user_ids": [self.bot.user_id]},
         }
+        if after is not None and after.outcome == "answered" and after.root:
+            item.follow_up, item.root = True, after.root
+            body["body"] = text
+            body["m.mentions"] = {}
+            body["m.relates_to"] = {
+                "rel_type": "m.thread",
+                "event_id": after.root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": after.event_id},
+            }
         headers = {"Authorization": f"Bearer {user.token}"}
         for _ in range(5):
             async with self._http.put(url, json=body, headers=headers) as response:
@@ -191,6 +221,7 @@ class MatrixSide:
                 if response.status >= 300:
                     raise RuntimeError(f"send failed: {response.status} {data}")
                 item.event_id = data["event_id"]
+                item.root = item.root or item.event_id
                 self.by_event[item.event_id] = item
                 for seen, at in self._orphans.pop(item.event_id, []):
                     item.see(seen, at)
