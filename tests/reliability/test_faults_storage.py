@@ -94,7 +94,9 @@ async def test_locked_database_is_explained_logged_and_recovered_from(
 
     [failure] = store_failures(caplog)
     assert failure.levelno >= logging.WARNING
-    assert "SQLITE_BUSY" in failure.detail  # type: ignore[attr-defined]
+    assert failure.detail == (  # type: ignore[attr-defined]
+        "SQLite claim event failed: SQLITE_BUSY: database is locked"
+    )
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "SELECT content, status FROM messages ORDER BY id") == [
         ("before", "complete"),
