@@ -312,6 +312,47 @@ async def test_total_time_limit_interrupts_a_reply_that_keeps_streaming(
     await fake_ollama.wait_for_client_close(1)
 
 
+async def test_a_consumer_slower_than_the_gap_limit_is_not_a_gap_between_tokens(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    # The gap limit times the wait for the next delta only: the watchdog counts a chunk held by
+    # the consumer as progress, so a slow consumer (a paced platform) never times out the reply.
+    generator = Generator(
+        backend, timeouts=Timeouts(first_token=5, between_tokens=0.2, total=10), retry=FAST_RETRY
+    )
+    fake_ollama.script(Reply(tokens=["one ", "two ", "three"], token_delay=0.05))
+    stream = generator.stream(ask())
+
+    async for _ in stream:
+        await asyncio.sleep(0.4)
+    response = await stream
+
+    assert response.outcome is Outcome.COMPLETE
+    assert response.content == "one two three"
+
+
+async def test_total_limit_passed_while_the_consumer_holds_a_chunk_ends_the_next_wait(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["tick "] * 50, token_delay=0.01))
+    generator = Generator(
+        backend, timeouts=Timeouts(first_token=5, between_tokens=5, total=0.2), retry=FAST_RETRY
+    )
+    stream = generator.stream(ask())
+
+    seen = [await anext(stream)]
+    await asyncio.sleep(0.5)  # the total deadline passes while this task holds the chunk
+    seen += [chunk async for chunk in stream]
+    response = await stream
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.error is not None
+    assert "total" in response.error
+    assert response.content == "".join(c.content for c in seen)
+    assert len(seen) < 50
+    await fake_ollama.wait_for_client_close(1)
+
+
 # -- stopping ---------------------------------------------------------------------------------
 
 
