@@ -25,12 +25,14 @@ __all__ = [
 DEFAULT_MAX_CHARS = 4096
 
 # C0 controls except \t and \n, DEL, C1 controls, and the zero-width family (ZWSP, ZWNJ, ZWJ,
-# word joiner, BOM). \r is removed too: Windows line endings become plain newlines.
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
+# word joiner, BOM). \r is removed too: Windows line endings become plain newlines. Lone
+# surrogates (a JSON "\ud800" escape decodes to one) are no characters at all and cannot be
+# encoded as UTF-8: left in, they would fail the first write to the database or a socket.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\ud800-\udfff]")
 
 
 def clean_text(text: str) -> str:
-    """Remove control characters (except newline and tab) and zero-width characters.
+    """Remove control characters (except newline and tab), zero-width characters, lone surrogates.
 
     Args:
         text: Raw user text.

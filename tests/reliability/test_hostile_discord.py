@@ -78,10 +78,15 @@ async def test_control_and_zero_width_characters_are_removed_before_the_model_se
     assert last_prompt(fake_ollama) == "hello world"
     assert without_footer(reply.content) == "echo: hello world"
 
+    # A lone surrogate (a JSON "\ud800" escape) cannot even be encoded: it goes too.
+    await mention(world, world.alice, "lone \ud800 surrogate")
+    [lone] = await finished_reply(world.fake, world.general.id, after=1)
+    assert without_footer(lone.content) == "echo: lone  surrogate"
+
     await mention(world, world.alice, "\u200b\u2060\x00 \x7f")
-    [empty] = await finished_reply(world.fake, world.general.id, after=1)
+    [empty] = await finished_reply(world.fake, world.general.id, after=2)
     assert "Your message is empty." in empty.content
-    assert len(fake_ollama.requests) == 1
+    assert len(fake_ollama.requests) == 2
 
 
 async def test_huge_long_and_invalid_utf8_attachments_are_left_out_cut_or_read_safely(

@@ -41,7 +41,8 @@ _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 def invisible(char: str) -> bool:
     """The characters the validator promises to remove, written out independently of it."""
     code = ord(char)
-    return (code < 0x20 and char not in "\t\n") or 0x7F <= code <= 0x9F or char in _ZERO_WIDTH
+    control = (code < 0x20 and char not in "\t\n") or 0x7F <= code <= 0x9F
+    return control or char in _ZERO_WIDTH or 0xD800 <= code <= 0xDFFF  # lone surrogates
 
 
 def visible_part(text: str) -> str:
@@ -64,7 +65,9 @@ def readable(err: InputRejected) -> bool:
 # Any code point at all, lone surrogates included (JSON can carry "\ud800" escapes), with the
 # characters the validator cares about made common.
 any_char = st.characters(codec=None, exclude_categories=())
-tricky = st.sampled_from(["\x00", "\x07", "\r\n", "\r", "\u200b", "\ufeff", "\u2060", "\x85", " "])
+tricky = st.sampled_from(
+    ["\x00", "\x07", "\r\n", "\r", "\u200b", "\ufeff", "\u2060", "\x85", " ", "\ud800", "\udfff"]
+)
 hostile_text = st.lists(st.one_of(any_char, tricky), max_size=80).map("".join)
 
 
