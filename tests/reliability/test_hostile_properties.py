@@ -35,6 +35,9 @@ T = TypeVar("T")
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+# Nested JSON events are slow to generate: fewer of them, still every field shape.
+MATRIX = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 
@@ -202,7 +205,7 @@ def matrix_events(draw: st.DrawFn) -> dict[str, Any]:
     return source
 
 
-@FAST
+@MATRIX
 @given(source=matrix_events(), direct=st.booleans(), display=st.none() | hostile_text)
 def test_any_matrix_event_is_read_or_ignored_never_a_crash(
     source: dict[str, Any], direct: bool, display: str | None
@@ -219,7 +222,7 @@ def test_any_matrix_event_is_read_or_ignored_never_a_crash(
     assert stripped in message.body
 
 
-@FAST
+@MATRIX
 @given(source=matrix_events())
 def test_any_matrix_event_survives_a_json_round_trip_the_way_synapse_serves_it(
     source: dict[str, Any],
