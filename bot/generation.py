@@ -7,9 +7,11 @@ Both the engine and ``ChatManager`` generate through :class:`Generator`. What it
   was handed out. After that the stream ends with ``Outcome.INTERRUPTED``, the partial text kept
   and ``Response.error`` saying why; the last chunk has ``done=True``.
 - **Errors before any chunk are raised** (from iteration or ``await``) as :mod:`bot.errors` types.
-- **Timeouts**: first token, gap between tokens, and total, each enforced around the wait for the
-  next delta. A timeout closes the upstream stream (so Ollama stops) and gives
-  :class:`bot.errors.GenerationTimeout`: raised if nothing was shown yet, else ``INTERRUPTED``.
+- **Timeouts**: first token, gap between tokens, and total, each enforced on the wait for the
+  next delta (time the consumer holds a chunk is no gap) by a coarse watchdog timer, so a limit
+  fires at most ``min(limit / 8, 1 s)`` late and costs nothing per token. A timeout closes the
+  upstream stream (so Ollama stops) and gives :class:`bot.errors.GenerationTimeout`: raised if
+  nothing was shown yet, else ``INTERRUPTED``.
 - **Stopping**: ``aclose()`` (from the consuming task or any other) closes the HTTP stream; the
   response is ``Outcome.STOPPED`` with the partial text.
 - **Tools**: when the model asks for tool calls and a tool runner was given, the calls run, their
