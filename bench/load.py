@@ -263,14 +263,19 @@ async def _run(
         matrix.wall_origin = run_wall = load.wall_origin
         run_start = time.monotonic()
         load.following = True
+        streams_before, matrix.notices = ollama.streams_started, 0
+        discord_notices = load.discord.notices()
+        cpu_before = bot.cpu_seconds()
         progress = asyncio.create_task(_progress(items, load))
         send_span = await load.send_all(items, times)
         drain = await load.wait_resolved(items, args.deadline)
         progress.cancel()
         matrix.settle_send_times()
         rss_peak = bot.peak(since=run_start)
+        cpu = (bot.cpu_seconds() - cpu_before, time.monotonic() - run_start)
         rss_end = bot.rss()
-        streams = ollama.streams_started
+        streams = ollama.streams_started - streams_before
+        notices = {"discord": load.discord.notices() - discord_notices, "matrix": matrix.notices}
     finally:
         code = await bot.stop()
         await matrix.close()
@@ -284,7 +289,8 @@ async def _run(
         "send_span": send_span, "drain": drain, "deadline": args.deadline,
         "discord_429": discord.rate_limited_count,
         "synapse_429": count_synapse_429s(synapse.log_path),
-        "streams": streams, "max_waiting": ollama.max_waiting_streams,
+        "streams": streams, "max_waiting": ollama.max_waiting_streams, "notices": notices,
+        "cpu": cpu,
         "rss_start": rss_start, "rss_peak": rss_peak, "rss_end": rss_end, "idle": idle,
     }  # fmt: skip
     lines = report_lines(items, log, facts, limits)

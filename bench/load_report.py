@@ -203,13 +203,23 @@ def report_lines(
         f"M_LIMIT_EXCEEDED in bot log: {log.matrix_limit_exceeded})"
     )
     lines.append(
-        f"fake Ollama: {facts['streams']} streams, at most {facts['max_waiting']} waiting for "
-        "one of its parallel slots"
+        f"fake Ollama: {facts['streams']} streams in the run, at most {facts['max_waiting']} "
+        "ever waiting for one of its parallel slots"
+    )
+    notices = facts["notices"]
+    lines.append(
+        f'queue notices the bot posted ("the bot is busy...", "you are number n..."): '
+        f"Discord {notices['discord']}, Matrix {notices['matrix']}"
     )
     lines.append(
         f"bot process memory: RSS at start {facts['rss_start'] / 2**20:.1f} MiB, peak "
         f"{facts['rss_peak'] / 2**20:.1f} MiB (sampled every 0.5 s), at end "
         f"{facts['rss_end'] / 2**20:.1f} MiB"
+    )
+    cpu, span = facts["cpu"]
+    lines.append(
+        f"bot process CPU: {cpu:.0f} s over the {span:.0f} s of the run and its drain "
+        f"({cpu / span:.0%} of one core)"
     )
     idle = facts.get("idle")
     if idle:

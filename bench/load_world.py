@@ -81,6 +81,13 @@ class DiscordSide:
         item.event_id = str(message.id)
         self.by_message[message.id] = item
 
+    def notices(self) -> int:
+        """Bot messages that are not a reply ("the bot is busy...", "you are number n...")."""
+        bot = self.fake.bot_user.id
+        return sum(
+            1 for m in self.fake.messages.values() if m.author.id == bot and m.reference_id is None
+        )
+
     def scan(self, origin: float) -> None:
         """Look at every bot message replying to a tracked message, every version of it."""
         for message in list(self.fake.messages.values()):
@@ -123,6 +130,7 @@ class MatrixSide:
             str, list[tuple[str, float]]
         ] = {}  # replies seen before the PUT returned
         self.user_429s = 0
+        self.notices = 0
         self.limited_syncs = 0
         self._txn = itertools.count()
         self._http: aiohttp.ClientSession | None = None
@@ -281,7 +289,9 @@ class MatrixSide:
                 self._pending.setdefault(target, []).append((body, at))
             return
         if content.get("msgtype") != "m.text":
-            return  # notices ("you are number n in the queue") are not the answer
+            # Notices ("the bot is busy...", "you are number n in the queue") are not the answer.
+            self.notices += 1
+            return
         asked = (relation.get("m.in_reply_to") or {}).get("event_id", "")
         self._reply_of[event_id] = asked
         self._see(asked, content.get("body", ""), at)
@@ -367,6 +377,12 @@ class BotProcess:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the bot process used so far."""
+        assert self.process is not None
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
 
     def rss(self) -> int:
         assert self.process is not None

@@ -31,10 +31,10 @@ Observing: ``requests`` (every ``/api/chat`` body), ``log`` (every request as ``
 HTTP stream before the end, which is how cancellation reaches Ollama), and ``wait_for_*`` helpers
 that wait on conditions instead of sleeping.
 
-Capacity: ``max_parallel`` (``None``: unlimited) lets at most that many chat streams generate at
-once; the others wait their turn before their first byte, as with Ollama's
-``OLLAMA_NUM_PARALLEL`` (set it before the first chat request). ``waiting_streams`` counts the ones waiting, ``max_waiting_streams`` the
-most that ever waited at once.
+Capacity: ``max_parallel`` (``None``: unlimited; set it before the first chat request) lets at
+most that many chat streams generate at once; the others wait their turn before their first byte,
+as with Ollama's ``OLLAMA_NUM_PARALLEL``. ``waiting_streams`` counts the ones waiting,
+``max_waiting_streams`` the most that ever waited at once.
 
 :meth:`FakeOllama.stop` stops listening (connections are refused); :meth:`FakeOllama.start` starts
 again on the same port.
