@@ -276,6 +276,7 @@ class Engine:
             ttft=response.time_to_first_token,
             tokens_per_second=response.tokens_per_second,
             outcome=response.outcome.value,
+            queue_wait=ticket.queue_wait,
             prompt=prompt if self.config.logging.log_bodies else None,
             reply=response.content if self.config.logging.log_bodies else None,
         )

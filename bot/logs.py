@@ -251,13 +251,15 @@ def log_interaction(
     outcome: str,
     prompt: str | None = None,
     reply: str | None = None,
+    queue_wait: float | None = None,
 ) -> None:
     """Write one INFO record describing one exchange with the model.
 
     The record's fields: ``event="interaction"``, ``session``, ``model``, ``mode``,
     ``prompt_tokens``, ``eval_tokens``, ``ttft`` (seconds to the first token),
     ``tokens_per_second``, ``outcome``; plus ``prompt`` and ``reply`` only when logging was
-    configured with ``log_bodies=True``.
+    configured with ``log_bodies=True``; plus ``queue_wait`` (seconds the turn waited for its
+    session and a generation slot) when given.
     """
     extra: dict[str, Any] = {
         "event": "interaction",
@@ -270,6 +272,8 @@ def log_interaction(
         "tokens_per_second": None if tokens_per_second is None else round(tokens_per_second, 2),
         "outcome": str(outcome),
     }
+    if queue_wait is not None:
+        extra["queue_wait"] = round(queue_wait, 4)
     if _STATE.log_bodies:
         if prompt is not None:
             extra["prompt"] = prompt
