@@ -163,9 +163,13 @@ def _reopen(fence: Fence | None, max_chars: int) -> Fence | None:
         return None
     budget = max_chars // 2
     words = fence.info.split()
+    first = words[0] if words else ""
+    if first.startswith(fence.marker[0]):
+        # Glued to the marker, "~0" would make "~~~~0": a longer fence the closer cannot close.
+        first = " " + first
     candidates = [
         fence,
-        Fence("", fence.marker, words[0] if words else ""),
+        Fence("", fence.marker, first),
         Fence("", fence.marker, ""),
         Fence("", fence.marker[0] * 3, ""),
     ]

@@ -29,6 +29,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.errors import InputRejected
+from bot.splitting import fence_state, split_reply, unsplit
 from bot.validation import validate_input, validate_system_prompt
 
 T = TypeVar("T")
@@ -315,3 +316,26 @@ def test_discord_results_are_clipped_to_one_message_keeping_their_start(text: st
     else:
         assert shown.endswith("…")
         assert text.startswith(shown[:-1])
+
+
+# --- reply splitting: a case hypothesis found (bot/splitting.py) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("~~~\r\r\r~0 00000000", 20),
+        ("~~~ ~x " + "y" * 100 + "\n" + "code\n" * 50 + "~~~\n", 100),
+        ("```` `x` " + "y" * 100 + "\n" + "code\n" * 50 + "````\n", 100),
+    ],
+)
+def test_a_reopened_fence_whose_info_starts_with_the_fence_character_still_closes(
+    text: str, limit: int
+) -> None:
+    # Shortening the info string to its first word used to glue "~0" to "~~~": "~~~~0" opens a
+    # longer fence that the "~~~" closer does not close, and the rest of the message was code.
+    parts = split_reply(text, limit)
+    assert unsplit(parts) == text
+    for part in parts:
+        assert len(part.text) <= limit
+        assert fence_state(part.text) is None, part
