@@ -353,6 +353,14 @@ class Engine:
                 if notify is not None:
                     await notify(f"`{attachment.filename}` is not a text file; it was left out.")
                 continue
+            if budget == 0:
+                if notify is not None:
+                    await notify(
+                        f"`{attachment.filename}` was left out: the attachments before it "
+                        f"already fill the {self.config.limits.max_attachment_chars:,}-character "
+                        "budget."
+                    )
+                continue
             body = attachment.data.decode("utf-8", errors="replace")
             if len(body) > budget:
                 body = body[:budget]

@@ -252,6 +252,33 @@ async def test_images_are_refused_for_a_model_without_vision_with_a_note(
     assert not prompt.get("images")
 
 
+async def test_attachments_share_one_budget_and_the_rest_are_left_out_with_a_note(
+    config: BotConfig,
+) -> None:
+    small = config.model_copy(
+        update={"limits": config.limits.model_copy(update={"max_attachment_chars": 10})}
+    )
+    notes: list[str] = []
+
+    async def notify(text: str) -> None:
+        notes.append(text)
+
+    first = Attachment("a.txt", "text/plain", b"0123456789abcdef")
+    second = Attachment("b.txt", "text/plain", b"never read")
+    async with make_engine(small) as engine:
+        await engine.handle_turn(
+            turn("files", attachments=(first, second)), FakeSurface(), notify=notify
+        )
+        session = await engine.store.session_id(KEY)
+        [question, _] = await engine.store.recent_messages(session, 2)
+    assert "0123456789" in question.content
+    assert "abcdef" not in question.content
+    assert "never read" not in question.content
+    assert "b.txt" not in question.content
+    assert any("only its first 10 characters" in n for n in notes)
+    assert any("`b.txt` was left out" in n for n in notes)
+
+
 async def test_a_non_moderator_cannot_change_the_model_and_the_attempt_is_audited(
     engine: Engine, fake_ollama: FakeOllama
 ) -> None:
