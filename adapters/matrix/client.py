@@ -232,16 +232,28 @@ class MatrixBot:
                 someone_left = True
             if sender == self.config.user_id or sender in self.config.ignored_users:
                 continue
-            if kind == "m.room.encrypted":
-                await self.replier.on_encrypted(room_id)
-            elif kind == "m.reaction":
-                await self.replier.on_reaction(room_id, source)
-            elif kind == "m.room.message":
-                message = parse_message(source)
-                if message is not None:
-                    await self.replier.on_message(room_id, message)
+            try:
+                await self._on_event(room_id, kind, source)
+            except Exception:
+                # One event the bot cannot handle (a homeserver sending a shape nobody expected)
+                # must not end the sync loop and silence the bot for every room: log it with
+                # its id and go on with the next event.
+                log.exception(
+                    "event could not be handled",
+                    extra={"platform": PLATFORM, "room": room_id, "event": source.get("event_id")},
+                )
         if someone_left:
             await self._leave_if_alone(room_id)
+
+    async def _on_event(self, room_id: str, kind: Any, source: dict[str, Any]) -> None:
+        if kind == "m.room.encrypted":
+            await self.replier.on_encrypted(room_id)
+        elif kind == "m.reaction":
+            await self.replier.on_reaction(room_id, source)
+        elif kind == "m.room.message":
+            message = parse_message(source)
+            if message is not None:
+                await self.replier.on_message(room_id, message)
 
     # --- membership ---------------------------------------------------------------------------
 
