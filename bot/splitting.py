@@ -18,11 +18,18 @@ only looks at a window of ``max_chars + 1`` characters after the part's start, s
 while the reply is still growing is exactly the part :func:`split_reply` makes from the whole
 reply. Fence state is tracked the way each rendered message will be parsed (a cut starts a new
 line), so every rendered part has balanced fences.
+
+A line is what lies between two ``"\n"`` (the line break of the Markdown that Discord and Matrix
+clients render); a ``"\r"`` just before the ``"\n"`` belongs to the line ending. Every other
+character ``str.splitlines()`` would break on (a lone ``"\r"``, ``"\x0b"``, ``"\x1c"``,
+``"\u2028"``...) is ordinary text inside a line, for the fence scanner and the cut chooser alike,
+and the blanks of the fence grammar are spaces and tabs only.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,6 +50,7 @@ MIN_MAX_CHARS = 20
 
 # CommonMark fence line: up to three spaces, then three or more backticks or tildes.
 _FENCE_RE = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)")
+_BLANKS_RE = re.compile(r"[ \t]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +170,9 @@ def _reopen(fence: Fence | None, max_chars: int) -> Fence | None:
     if fence is None:
         return None
     budget = max_chars // 2
-    words = fence.info.split()
+    # Words as the fence grammar sees them: split on blanks only. str.split() would also split
+    # on "\r", "\x0b", "\x1c", "\u2028"..., characters that are plain text inside a line here.
+    words = _BLANKS_RE.split(fence.info.strip(" \t"))
     first = words[0] if words else ""
     if first.startswith(fence.marker[0]):
         # Glued to the marker, "~0" would make "~~~~0": a longer fence the closer cannot close.
@@ -246,49 +256,165 @@ def next_cut(
     return Cut(start + offset, Part(body, prefix, _suffix(state, body)), _reopen(state, max_chars))
 
 
-@dataclass(slots=True)
-class _Candidate:
-    offset: int
-    state: Fence | None
-    kind: int  # _PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE
-
-
 _PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE = range(5)
+_ALL = (_PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE)
+
+
+@dataclass(slots=True)
+class _Window:
+    """The window's lines and where cutting it is allowed, classified on demand.
+
+    Every offset ``0 < o < len(window)`` is one cut of one kind: a line start is a paragraph cut
+    (after a blank line) or a line cut; inside a line, a cut that would make the head or the tail
+    parse as a fence line when the whole line did not is unsafe, a cut after blanks and before a
+    word is a word cut, and any other is a hard cut. Only the lines are scanned up front (a few
+    per message); offsets are classified when the chooser, scanning backwards, asks.
+    """
+
+    text: str
+    starts: list[int]  # where each line starts (the first is 0)
+    states: list[Fence | None]  # the code block open at each line's start
+    blank_before: list[bool]  # whether the line before each line is blank
+    fence_lines: list[bool]  # whether each line (whole) is a fence line
+
+    @classmethod
+    def scan(cls, text: str, carried: Fence | None) -> _Window:
+        starts: list[int] = []
+        states: list[Fence | None] = []
+        blank_before: list[bool] = []
+        fence_lines: list[bool] = []
+        state, start, previous_blank = carried, 0, False
+        length = len(text)
+        while start < length:
+            newline = text.find("\n", start)
+            end = length if newline < 0 else newline
+            line = text[start:end]
+            after = _next_state(line, state)
+            starts.append(start)
+            states.append(state)
+            blank_before.append(previous_blank)
+            fence_lines.append(after is not state)
+            previous_blank = not line.strip()
+            state = after
+            start = end + 1
+        return cls(text, starts, states, blank_before, fence_lines)
+
+    def line_end(self, index: int) -> int:
+        """Where line ``index`` ends (its newline, or the end of the window)."""
+        if index + 1 < len(self.starts):
+            return self.starts[index + 1] - 1
+        newline = self.text.find("\n", self.starts[index])
+        return len(self.text) if newline < 0 else newline
+
+    def inside(self, offset: int, index: int) -> tuple[int, Fence | None]:
+        """The kind and state of a cut at ``offset`` inside line ``index`` (not at its start)."""
+        text, line_start, state = self.text, self.starts[index], self.states[index]
+        line_end = self.line_end(index)
+        head_state = state
+        # Only a line starting like a fence can turn into one when shortened.
+        if _fency_at(text, line_start, line_end):
+            head_state = _next_state(text[line_start:offset], state)
+        # A cut turns the tail into a line of its own: unsafe if that makes it (or the shortened
+        # head) parse as a fence line when the whole line did not.
+        unsafe = self.fence_lines[index] or head_state is not state
+        if not unsafe and _fency_at(text, offset, line_end):
+            unsafe = _next_state(text[offset:line_end], head_state) is not head_state
+        if unsafe:
+            return _UNSAFE, head_state
+        if text[offset - 1] in " \t" and offset < line_end and text[offset] not in " \t":
+            return _WORD, state
+        return _HARD, state
+
+    def classify(self, offset: int) -> tuple[int, Fence | None]:
+        """The kind of the cut at ``offset`` and the code block open there, as the head ends."""
+        index = bisect_right(self.starts, offset) - 1
+        if self.starts[index] == offset:  # a line start (never the first line's)
+            return (_PARAGRAPH if self.blank_before[index] else _LINE), self.states[index]
+        return self.inside(offset, index)
 
 
 def _choose(
     window: str, carried: Fence | None, prefix_len: int, max_chars: int
 ) -> tuple[int, Fence | None]:
-    """Pick where to cut ``window`` (a cut at offset o keeps ``window[:o]``, 0 < o < len)."""
-    candidates = list(_candidates(window, carried))
+    """Pick where to cut ``window`` (a cut at offset o keeps ``window[:o]``, 0 < o < len).
 
-    def fits(c: _Candidate) -> bool:
-        ends_line = window[c.offset - 1] == "\n"
-        suffix = 0 if c.state is None else len(c.state.closer) + (0 if ends_line else 1)
-        return prefix_len + c.offset + suffix <= max_chars
-
-    fitting = [c for c in candidates if fits(c)]
+    The policy (see the module docstring) takes the latest acceptable cut of the best kind; the
+    search walks backwards from the end of the window through the cuts of one kind at a time and
+    stops at the first that is acceptable, so a typical cut looks at a few places, not all.
+    """
+    lines = _Window.scan(window, carried)
+    last = min(len(window) - 1, max_chars - prefix_len)  # no later cut can fit
     first_ink = len(window) - len(window.lstrip())
     # A part that shows nothing but whitespace is a waste of a message: avoid it when possible.
-    inked = [c for c in fitting if c.offset > first_ink]
+    inked = first_ink + 1
     min_fill = (max_chars - prefix_len) // 2
+
+    def fits(offset: int, state: Fence | None) -> bool:
+        ends_line = window[offset - 1] == "\n"
+        suffix = 0 if state is None else len(state.closer) + (0 if ends_line else 1)
+        return prefix_len + offset + suffix <= max_chars
+
+    def line_cut(paragraph: bool, lowest: int) -> tuple[int, Fence | None] | None:
+        for index in range(len(lines.starts) - 1, 0, -1):
+            offset = lines.starts[index]
+            if offset < lowest:
+                break
+            if offset <= last and lines.blank_before[index] is paragraph:
+                state = lines.states[index]
+                if fits(offset, state):
+                    return offset, state
+        return None
+
+    def word_cut(lowest: int) -> tuple[int, Fence | None] | None:
+        # A word cut is after a blank and before a character that is neither blank nor newline.
+        blank = max(window.rfind(" ", 0, last), window.rfind("\t", 0, last))
+        while blank >= 0 and blank + 1 >= lowest:
+            offset = blank + 1
+            if window[offset] not in " \t\n":
+                kind, state = lines.classify(offset)
+                if kind == _WORD and fits(offset, state):
+                    return offset, state
+            blank = max(window.rfind(" ", 0, blank), window.rfind("\t", 0, blank))
+        return None
+
+    def any_cut(kinds: tuple[int, ...], lowest: int) -> tuple[int, Fence | None] | None:
+        offset = last
+        while offset >= max(lowest, 1):
+            index = bisect_right(lines.starts, offset) - 1
+            if _UNSAFE not in kinds and lines.fence_lines[index] and lines.starts[index] < offset:
+                offset = lines.starts[index]  # every cut inside a fence line is unsafe
+                continue
+            kind, state = lines.classify(offset)
+            if kind in kinds and fits(offset, state):
+                return offset, state
+            offset -= 1
+        return None
+
+    def best_of_kind(kind: int, lowest: int) -> tuple[int, Fence | None] | None:
+        if kind == _WORD:
+            return word_cut(lowest)
+        return line_cut(kind == _PARAGRAPH, lowest)
+
+    # A better kind wins only if it fills at least half the message...
     for kind in (_PARAGRAPH, _LINE, _WORD):
-        best = [c for c in inked if c.kind == kind and c.offset >= min_fill]
-        if best:
-            return _latest(best)
-    for kinds in ((_PARAGRAPH, _LINE, _WORD), (_HARD,), (_UNSAFE,)):
-        best = [c for c in inked if c.kind in kinds]
-        if best:
-            return _latest(best)
-    if fitting:
-        return _latest(fitting)
+        found = best_of_kind(kind, max(inked, min_fill))
+        if found is not None:
+            return found
+    # ...else the latest of them, however short; then a hard cut; then an unsafe one (it changes
+    # which text parses as a fence line, see _Window); then anything that fits, even blank.
+    latest = [
+        found
+        for kind in (_PARAGRAPH, _LINE, _WORD)
+        if (found := best_of_kind(kind, inked)) is not None
+    ]
+    if latest:
+        return max(latest, key=lambda cut: cut[0])
+    for kinds, lowest in (((_HARD,), inked), ((_UNSAFE,), inked), (_ALL, 1)):
+        found = any_cut(kinds, lowest)
+        if found is not None:
+            return found
     # Unreachable in practice: a one-character body always fits (see _reopen's budget).
     return 1, fence_state(window[:1], carried)
-
-
-def _latest(candidates: Iterable[_Candidate]) -> tuple[int, Fence | None]:
-    best = max(candidates, key=lambda c: c.offset)
-    return best.offset, best.state
 
 
 def _fency_at(text: str, pos: int, end: int) -> bool:
@@ -297,42 +423,6 @@ def _fency_at(text: str, pos: int, end: int) -> bool:
     while spaces < 3 and pos + spaces < end and text[pos + spaces] == " ":
         spaces += 1
     return text.startswith(("```", "~~~"), pos + spaces, end)
-
-
-def _candidates(window: str, carried: Fence | None) -> Iterable[_Candidate]:
-    """Every place the window could be cut (never at 0 or at its very end), classified."""
-    state = carried
-    line_start = 0
-    previous_blank = False
-    length = len(window)
-    while line_start < length:
-        newline = window.find("\n", line_start)
-        line_end = length if newline < 0 else newline
-        line = window[line_start:line_end]
-        if line_start > 0:
-            yield _Candidate(line_start, state, _PARAGRAPH if previous_blank else _LINE)
-        after = _next_state(line, state)
-        line_is_fence = after is not state
-        # Only a line starting like a fence can turn into one when shortened.
-        head_fency = _fency_at(window, line_start, line_end)
-        for offset in range(line_start + 1, min(line_end + 1, length)):
-            head_state = state
-            if head_fency:
-                head_state = _next_state(window[line_start:offset], state)
-            # A cut turns the tail into a line of its own: unsafe if that makes it (or the
-            # shortened head) parse as a fence line when the whole line did not.
-            unsafe = line_is_fence or head_state is not state
-            if not unsafe and _fency_at(window, offset, line_end):
-                unsafe = _next_state(window[offset:line_end], head_state) is not head_state
-            if unsafe:
-                yield _Candidate(offset, head_state, _UNSAFE)
-            elif window[offset - 1] in " \t" and offset < line_end and window[offset] not in " \t":
-                yield _Candidate(offset, state, _WORD)
-            else:
-                yield _Candidate(offset, state, _HARD)
-        previous_blank = not line.strip()
-        state = after
-        line_start = line_end + 1
 
 
 def split_reply(text: str, max_chars: int, *, reserve: int = 0) -> list[Part]:

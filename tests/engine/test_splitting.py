@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from bot.splitting import (
+    MIN_MAX_CHARS,
     Fence,
     Part,
+    _choose,
+    _fency_at,
+    _next_state,
+    _reopen,
     fence_state,
     max_reserve,
     next_cut,
@@ -189,7 +197,9 @@ _fence_lines = st.builds(
 _pieces = st.one_of(
     st.text(min_size=1, max_size=40),
     st.text(alphabet="ab `~\n\t é🙂", min_size=1, max_size=40),
-    st.sampled_from(["\n", "\n\n", " ", "```", "~~~", "  ```", "- item\n"]),
+    # What str.splitlines() would break on but a Markdown line does not (see bot.splitting).
+    st.text(alphabet="a~`\r\n \x0b\x1c\u2028\x85", min_size=1, max_size=20),
+    st.sampled_from(["\n", "\n\n", "\r\n", "\r\n\r\n", " ", "```", "~~~", "  ```", "- item\n"]),
     _fence_lines,
     st.integers(20, 600).map(lambda n: "w" * n),
 )
@@ -226,3 +236,162 @@ def test_streamed_cuts_never_differ_from_the_final_split(
     assert _stream_split(text, cuts, max_chars, reserve) == split_reply(
         text, max_chars, reserve=reserve
     )
+
+
+# --- line breaks: only "\n" ends a line ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A lone "\r" (or "\x0b", "\u2028") is text inside the line: here, of the info string.
+        ("~~~\r\r\r~0 00000000", Fence("", "~~~", "\r\r\r~0 00000000")),
+        ("~~~\u2028x\n", Fence("", "~~~", "\u2028x")),
+        ("```\x0b```\n", None),  # a backtick in the info string: not a fence
+        # "\r\n" ends a line like "\n".
+        ("```py\r\ncode\r\n", Fence("", "```", "py")),
+        ("```py\r\ncode\r\n```\r\n", None),
+        ("```py\r\ncode\r\n```\r\r\n", Fence("", "```", "py")),
+    ],
+)
+def test_only_newline_ends_a_line_for_the_fence_scanner(text: str, expected: Fence | None) -> None:
+    assert fence_state(text) == expected
+
+
+@pytest.mark.parametrize("max_chars", range(MIN_MAX_CHARS, 40))
+def test_carriage_returns_in_a_fence_line_split_into_balanced_parts(max_chars: int) -> None:
+    # Found by hypothesis: "\r" is part of the info string, but str.split() took "~0" for its
+    # first word, and the shortened reopener "~~~~0" opened a fence "~~~" could not close.
+    text = "~~~\r\r\r~0 00000000"
+    parts = split_reply(text, max_chars)
+    assert unsplit(parts) == text
+    for part in parts:
+        assert len(part.text) <= max_chars
+        assert fence_state(part.text) is None, part
+
+
+def test_shortened_reopener_splits_the_info_string_on_blanks_only() -> None:
+    fence = Fence("", "~~~", "\r\r\r~0 " + "0" * 40)
+    assert _reopen(fence, 40) == Fence("", "~~~", "\r\r\r~0")
+    assert _reopen(Fence("", "~~~", " ~x " + "y" * 40), 40) == Fence("", "~~~", " ~x")
+
+
+def test_crlf_reply_is_cut_at_line_ends_and_keeps_fences_balanced() -> None:
+    code = "".join(f"print({i})\r\n" for i in range(40))
+    text = "Code:\r\n\r\n```python\r\n" + code + "```\r\n\r\nDone.\r\n"
+    parts = split_reply(text, 120)
+    assert len(parts) > 2
+    assert unsplit(parts) == text
+    for part in parts:
+        assert len(part.text) <= 120
+        assert fence_state(part.text) is None, part
+        assert part.body.endswith("\r\n")  # a CRLF line is never cut between "\r" and "\n"
+    assert all(p.prefix == "```python\n" for p in parts[1:-1])
+    assert _stream_split(text, list(range(0, len(text), 5)), 120, 0) == parts
+
+
+# --- the cut chooser against the original one ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Candidate:
+    offset: int
+    state: Fence | None
+    kind: int
+
+
+_PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE = range(5)
+
+
+def _reference_choose(
+    window: str, carried: Fence | None, prefix_len: int, max_chars: int
+) -> tuple[int, Fence | None]:
+    """The original chooser (classifies every offset of the window), kept as an oracle."""
+    candidates = list(_reference_candidates(window, carried))
+
+    def fits(c: _Candidate) -> bool:
+        ends_line = window[c.offset - 1] == "\n"
+        suffix = 0 if c.state is None else len(c.state.closer) + (0 if ends_line else 1)
+        return prefix_len + c.offset + suffix <= max_chars
+
+    fitting = [c for c in candidates if fits(c)]
+    first_ink = len(window) - len(window.lstrip())
+    inked = [c for c in fitting if c.offset > first_ink]
+    min_fill = (max_chars - prefix_len) // 2
+    for kind in (_PARAGRAPH, _LINE, _WORD):
+        best = [c for c in inked if c.kind == kind and c.offset >= min_fill]
+        if best:
+            return _latest(best)
+    for kinds in ((_PARAGRAPH, _LINE, _WORD), (_HARD,), (_UNSAFE,)):
+        best = [c for c in inked if c.kind in kinds]
+        if best:
+            return _latest(best)
+    if fitting:
+        return _latest(fitting)
+    return 1, fence_state(window[:1], carried)
+
+
+def _latest(candidates: Iterable[_Candidate]) -> tuple[int, Fence | None]:
+    best = max(candidates, key=lambda c: c.offset)
+    return best.offset, best.state
+
+
+def _reference_candidates(window: str, carried: Fence | None) -> Iterable[_Candidate]:
+    state = carried
+    line_start = 0
+    previous_blank = False
+    length = len(window)
+    while line_start < length:
+        newline = window.find("\n", line_start)
+        line_end = length if newline < 0 else newline
+        line = window[line_start:line_end]
+        if line_start > 0:
+            yield _Candidate(line_start, state, _PARAGRAPH if previous_blank else _LINE)
+        after = _next_state(line, state)
+        line_is_fence = after is not state
+        head_fency = _fency_at(window, line_start, line_end)
+        for offset in range(line_start + 1, min(line_end + 1, length)):
+            head_state = state
+            if head_fency:
+                head_state = _next_state(window[line_start:offset], state)
+            unsafe = line_is_fence or head_state is not state
+            if not unsafe and _fency_at(window, offset, line_end):
+                unsafe = _next_state(window[offset:line_end], head_state) is not head_state
+            if unsafe:
+                yield _Candidate(offset, head_state, _UNSAFE)
+            elif window[offset - 1] in " \t" and offset < line_end and window[offset] not in " \t":
+                yield _Candidate(offset, state, _WORD)
+            else:
+                yield _Candidate(offset, state, _HARD)
+        previous_blank = not line.strip()
+        state = after
+        line_start = line_end + 1
+
+
+_carried = st.one_of(
+    st.none(),
+    st.builds(
+        Fence,
+        st.sampled_from(["", " ", "   "]),
+        st.sampled_from(["```", "````", "~~~", "~~~~~"]),
+        st.sampled_from(["", "python", " js", "c++ title", " ~x y", "\r~0 0"]),
+    ),
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, carried=_carried, max_chars=st.integers(MIN_MAX_CHARS, 400))
+# Only hard cuts before later unsafe ones: the hard cut wins, however early.
+@example(text="``` `", carried=None, max_chars=20)
+@example(text="~~~\r\r\r~0 00000000", carried=None, max_chars=20)
+def test_cut_chooser_picks_what_the_original_chooser_picked(
+    text: str, carried: Fence | None, max_chars: int
+) -> None:
+    fence = _reopen(carried, max_chars)
+    prefix_len = len(fence.opener) + 1 if fence is not None else 0
+    # next_cut hands the chooser at most room + 1 characters.
+    window = text[: max_chars - prefix_len + 1]
+    if not window:
+        return
+    expected = _reference_choose(window, fence, prefix_len, max_chars)
+    assert _choose(window, fence, prefix_len, max_chars) == expected
