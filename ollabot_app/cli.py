@@ -78,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     for secret in config.secrets.values():
         register_secret(secret)
-    level = args.log_level or ("WARNING" if args.command in _QUIET_COMMANDS else None)
+    # `run` with no adapter configured becomes the terminal chat: keep its screen quiet too.
+    terminal = args.command in _QUIET_COMMANDS or (
+        args.command == "run" and config.discord is None and config.matrix is None
+    )
+    level = args.log_level or ("WARNING" if terminal else None)
     configure_logging(
         level or config.logging.level,
         stream=sys.stderr,

@@ -192,6 +192,7 @@ async def test_run_without_adapters_starts_the_terminal_chat(
     assert result.code == 0, result.output
     assert "No adapter is configured" in result.stderr
     assert "echo: hi" in result.stdout
+    assert '"level": "INFO"' not in result.stderr  # the chat screen is not buried in logs
 
 
 async def test_sigterm_lets_the_reply_in_flight_finish_and_closes_the_database(
