@@ -20,6 +20,7 @@ from typing import Any
 from bot.backend import ChatModel, ChatRequest
 from bot.commands import Command, CommandContext, CommandResult
 from bot.config import BotConfig
+from bot.cut_replies import INTERRUPTED_BY_RESTART, last_message_text
 from bot.engine_commands import CommandRunner
 from bot.errors import ModelNotFoundError, OllabotError, StoreError
 from bot.generation import Generator, ResponseStream, Timeouts
@@ -27,7 +28,7 @@ from bot.logs import log_interaction
 from bot.retry import RetryPolicy
 from bot.sessions import SessionManager, Ticket
 from bot.settings import EffectiveSettings, SettingsResolver
-from bot.store import MessageStatus, NewMessage, Store, StoredMessage
+from bot.store import CutReply, MessageStatus, NewMessage, Store, StoredMessage
 from bot.streaming import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.tools import ToolRegistry, builtin_tools
 from bot.turn import Attachment, SessionKey, Turn
@@ -37,6 +38,8 @@ from bot.validation import validate_input
 logger = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
+Mend = Callable[[CutReply, str], Awaitable[None]]
+"""Edits the last platform message of a cut reply (``refs[-1]``) to show the given text."""
 
 CHARS_PER_TOKEN = 4
 PARTIAL_SAVE_INTERVAL = 2.0
@@ -101,16 +104,79 @@ class Engine:
         self._model_info: dict[str, tuple[float, ModelInfo]] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._commands = CommandRunner(self)
+        self._cut_replies: list[CutReply] = []
         self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and mark replies a crash left half-written as interrupted."""
+        """Open the store and mark replies a crash left half-written as interrupted.
+
+        The cut replies are kept until their adapter mends them (:meth:`mend_cut_replies`).
+        """
         await self.store.open()
         cut = await self.store.mark_interrupted()
         if cut:
-            logger.warning("marked replies cut by a crash as interrupted", extra={"count": cut})
+            self._cut_replies.extend(cut)
+            logger.warning(
+                "marked replies cut by a crash as interrupted", extra={"count": len(cut)}
+            )
+
+    async def mend_cut_replies(
+        self,
+        platform: str,
+        mend: Mend,
+        *,
+        max_chars: int,
+        render_status: Callable[[ReplyStatus], str],
+    ) -> int:
+        """Let an adapter mark on the platform each of its replies a crash cut.
+
+        For each reply of ``platform`` that :meth:`start` marked interrupted and that has
+        platform messages, ``mend`` is called with the text its last message should show: its
+        part of the saved text and the footer ``render_status`` gives for an interrupted reply
+        (see :func:`bot.cut_replies.last_message_text`). A failure (:class:`OllabotError`) is
+        logged and the others are still mended. The platform's cut replies are forgotten
+        afterwards, so a second call (a reconnect) does nothing.
+
+        Args:
+            platform: The adapter's platform ("discord", "matrix").
+            mend: Edits ``cut.refs[-1]`` to show the text.
+            max_chars: The platform's longest message.
+            render_status: The adapter's footer for a reply status (a surface's
+                ``render_status``).
+
+        Returns:
+            How many replies were mended.
+        """
+        mine = [cut for cut in self._cut_replies if cut.key.platform == platform]
+        self._cut_replies = [cut for cut in self._cut_replies if cut.key.platform != platform]
+        footer = render_status(ReplyStatus(Outcome.INTERRUPTED, error=INTERRUPTED_BY_RESTART))
+        mended = 0
+        for cut in mine:
+            extra = {"session": str(cut.key), "reply": cut.message_id}
+            if not cut.refs:
+                continue  # nothing was shown: nothing to mark
+            text = last_message_text(cut.content, len(cut.refs), max_chars, footer)
+            if text is None:
+                logger.info(
+                    "cut reply not mended: its saved text does not fill its messages", extra=extra
+                )
+                continue
+            try:
+                await mend(cut, text)
+            except OllabotError as err:
+                logger.warning(
+                    "could not mark a reply cut by a crash on the platform",
+                    extra={**extra, "error": type(err).__name__, "detail": err.detail},
+                )
+                continue
+            mended += 1
+        if mine:
+            logger.info(
+                "marked cut replies on the platform", extra={"platform": platform, "count": mended}
+            )
+        return mended
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Let in-flight replies finish for ``grace`` seconds, mark the rest, close everything."""
@@ -265,7 +331,7 @@ class Engine:
             error=response.error,
         )
         reply = await streamer.finish(status)
-        await self._save_reply(reply_id, response)
+        await self._save_reply(reply_id, response, reply.message_ids)
         log_interaction(
             logger,
             session=str(turn.key),
@@ -291,12 +357,27 @@ class Engine:
         ticket.on_stop(stream.aclose)
         partial: list[str] = []
         last_save = time.monotonic()
+        sent = 0
         try:
             async for chunk in stream:
                 streamer.push(chunk)
+                if chunk.content:
+                    partial.append(chunk.content)
+                if len(streamer.message_ids) != sent:
+                    # A new platform message: saved at once, so that after a crash the
+                    # restarted bot can find it and mark the reply as cut.
+                    refs = streamer.message_ids
+                    sent = len(refs)
+                    last_save = time.monotonic()
+                    await self.store.update_message(
+                        reply_id,
+                        content="".join(partial),
+                        status=MessageStatus.STREAMING,
+                        refs=refs,
+                    )
+                    continue
                 if not chunk.content:
                     continue
-                partial.append(chunk.content)
                 now = time.monotonic()
                 if now - last_save > PARTIAL_SAVE_INTERVAL:
                     last_save = now
@@ -315,10 +396,15 @@ class Engine:
     ) -> None:
         await stream.aclose()
         message = "The bot is restarting; this reply was cut short."
-        await self.store.update_message(reply_id, content=text, status=MessageStatus.INTERRUPTED)
+        await self.store.update_message(
+            reply_id,
+            content=text,
+            status=MessageStatus.INTERRUPTED,
+            refs=streamer.message_ids,
+        )
         await streamer.finish(ReplyStatus(Outcome.INTERRUPTED, error=message))
 
-    async def _save_reply(self, reply_id: int, response: Response) -> None:
+    async def _save_reply(self, reply_id: int, response: Response, refs: tuple[str, ...]) -> None:
         await self.store.update_message(
             reply_id,
             content=response.content,
@@ -326,6 +412,7 @@ class Engine:
             eval_tokens=response.token_count,
             prompt_tokens=response.prompt_token_count,
             duration=_generation_time(response),
+            refs=refs,
         )
 
     async def _compose_prompt(

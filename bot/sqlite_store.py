@@ -32,6 +32,7 @@ from bot.migrations import LATEST_VERSION, MIGRATIONS
 from bot.store import (
     AuditEntry,
     ChannelStats,
+    CutReply,
     MessageStatus,
     NewMessage,
     Scope,
@@ -127,6 +128,19 @@ def _message(row: Sequence[Any]) -> StoredMessage:
         _STATUSES[row[9]],
         row[10],
     )
+
+
+def _refs(encoded: str | None) -> tuple[str, ...]:
+    if not encoded:
+        return ()
+    try:
+        decoded = json.loads(encoded)
+    except ValueError:
+        log.warning("unreadable message refs ignored: %r", encoded[:100])
+        return ()
+    if not isinstance(decoded, list):
+        return ()
+    return tuple(str(ref) for ref in decoded)
 
 
 async def _fetch(db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
@@ -417,18 +431,23 @@ class SqliteStore:
         eval_tokens: int = 0,
         prompt_tokens: int = 0,
         duration: float | None = None,
+        refs: Sequence[str] | None = None,
     ) -> None:
-        """Set the final text and outcome of a message stored while it was streaming.
+        """Set the text and outcome of a message stored while it was streaming.
+
+        ``refs`` (the platform messages showing it) are stored as a JSON list; ``None`` leaves
+        the stored ones.
 
         Raises:
             StoreError: The database failed, or there is no message ``message_id``.
         """
+        encoded = None if refs is None else json.dumps(list(refs))
         async with self._op("update message") as db:
             changed = await _run(
                 db,
                 "UPDATE messages SET content = ?, status = ?, eval_tokens = ?, prompt_tokens = ?,"
-                " duration = ? WHERE id = ?",
-                (content, status.value, eval_tokens, prompt_tokens, duration, message_id),
+                " duration = ?, refs = COALESCE(?, refs) WHERE id = ?",
+                (content, status.value, eval_tokens, prompt_tokens, duration, encoded, message_id),
             )
         if changed == 0:
             raise StoreError("The bot could not save its reply.", detail=f"no message {message_id}")
@@ -475,15 +494,33 @@ class SqliteStore:
                 batch = min(_FIRST_BATCH + 5 * (char_budget - used) // (4 * mean), _MAX_BATCH)
         return [_message(row) for row in reversed(picked)]
 
-    async def mark_interrupted(self) -> int:
-        """Mark every message left streaming (by a crash) interrupted; returns how many."""
-        async with self._op("mark interrupted") as db:
-            return await _run(
+    async def mark_interrupted(self) -> list[CutReply]:
+        """Mark every message left streaming (by a crash) interrupted; returns them, by id.
+
+        One transaction: a message is returned exactly when this call marked it.
+        """
+        async with self._transaction("mark interrupted") as db:
+            rows = await _fetch(
                 db,
                 # The literal lets SQLite pick the partial index on streaming messages.
+                "SELECT m.id, s.platform, s.room, s.thread, m.content, m.refs"
+                " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
+                " WHERE m.status = 'streaming' ORDER BY m.id",
+            )
+            await _run(
+                db,
                 "UPDATE messages SET status = ? WHERE status = 'streaming'",
                 (MessageStatus.INTERRUPTED.value,),
             )
+        return [
+            CutReply(
+                message_id=int(row[0]),
+                key=SessionKey(row[1], row[2], row[3] or None),
+                content=row[4],
+                refs=_refs(row[5]),
+            )
+            for row in rows
+        ]
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record that a platform event is being answered; ``False`` if it already was."""

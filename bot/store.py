@@ -7,6 +7,7 @@ when the database fails (locked, disk full), never a driver exception.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -82,6 +83,24 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class CutReply:
+    """An assistant reply a crash left half-written, as :meth:`Store.mark_interrupted` found it.
+
+    Attributes:
+        message_id: The stored message's id.
+        key: The conversation it belongs to (platform, room, thread).
+        content: The text saved before the crash.
+        refs: The platform messages that show it, in order, as the adapter's surface named
+            them (empty when none was sent, or the store predates refs).
+    """
+
+    message_id: int
+    key: SessionKey
+    content: str
+    refs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One settings change (or refused attempt) by someone."""
 
@@ -136,8 +155,12 @@ class Store(Protocol):
         eval_tokens: int = 0,
         prompt_tokens: int = 0,
         duration: float | None = None,
+        refs: Sequence[str] | None = None,
     ) -> None:
-        """Set the final text and outcome of a message stored while it was streaming."""
+        """Set the text and outcome of a message stored while it was streaming.
+
+        ``refs`` are the platform messages showing it (``None`` leaves the stored ones).
+        """
         ...
 
     async def recent_messages(self, session_id: int, limit: int) -> list[StoredMessage]:
@@ -152,8 +175,8 @@ class Store(Protocol):
         """
         ...
 
-    async def mark_interrupted(self) -> int:
-        """Mark every message still streaming (left by a crash) interrupted; how many."""
+    async def mark_interrupted(self) -> list[CutReply]:
+        """Mark every message still streaming (left by a crash) interrupted; those, by id."""
         ...
 
     async def claim_event(self, platform: str, event_id: str) -> bool:

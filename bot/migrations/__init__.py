@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.migrations import v01_initial, v02_message_duration, v03_events
+from bot.migrations import v01_initial, v02_message_duration, v03_events, v04_message_refs
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
 
@@ -32,7 +32,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
     Migration(module.VERSION, module.DESCRIPTION, module.STATEMENTS)
-    for module in (v01_initial, v02_message_duration, v03_events)
+    for module in (v01_initial, v02_message_duration, v03_events, v04_message_refs)
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -17,7 +17,15 @@ import pytest
 
 from bot.errors import StoreError
 from bot.sqlite_store import SqliteStore
-from bot.store import MessageStatus, NewMessage, Scope, ScopeKind, Store, StoredMessage
+from bot.store import (
+    CutReply,
+    MessageStatus,
+    NewMessage,
+    Scope,
+    ScopeKind,
+    Store,
+    StoredMessage,
+)
 from bot.turn import SessionKey
 from bot.types import Role
 
@@ -273,13 +281,49 @@ async def test_mark_interrupted_turns_streaming_leftovers_into_interrupted(
 
     second = await _reopened(make_store)
     try:
-        assert await second.mark_interrupted() == 2
-        assert await second.mark_interrupted() == 0
+        assert [cut.key for cut in await second.mark_interrupted()] == [KEY, THREAD_KEY]
+        assert await second.mark_interrupted() == []
         statuses = [m.status for m in await second.recent_messages(session, 10)]
         assert statuses == [MessageStatus.COMPLETE, MessageStatus.INTERRUPTED]
         assert contents(await second.context_messages(session, 100)) == [
             "question",
             "half an ans",
+        ]
+    finally:
+        await second.close()
+
+
+async def test_refs_of_a_streaming_reply_come_back_with_it_when_a_crash_cut_it(
+    make_store: MakeStore,
+) -> None:
+    first = await _reopened(make_store)
+    try:
+        session = await first.session_id(THREAD_KEY)
+        cut_id = await first.append(session, assistant("", MessageStatus.STREAMING))
+        await first.update_message(
+            cut_id, content="w0 ", status=MessageStatus.STREAMING, refs=["c1/m1"]
+        )
+        # A save without refs keeps the ones stored; a new list replaces them.
+        await first.update_message(cut_id, content="w0 w1 ", status=MessageStatus.STREAMING)
+        await first.update_message(
+            cut_id, content="w0 w1 w2 ", status=MessageStatus.STREAMING, refs=["c1/m1", "c1/m2"]
+        )
+        await first.update_message(cut_id, content="w0 w1 w2 w3", status=MessageStatus.STREAMING)
+        finished = await first.append(session, assistant("", MessageStatus.STREAMING))
+        await first.update_message(
+            finished, content="whole", status=MessageStatus.COMPLETE, refs=["c1/m3"]
+        )
+        no_refs = await first.append(
+            await first.session_id(KEY), assistant("nothing sent", MessageStatus.STREAMING)
+        )
+    finally:
+        await first.close()
+
+    second = await _reopened(make_store)
+    try:
+        assert await second.mark_interrupted() == [
+            CutReply(cut_id, THREAD_KEY, "w0 w1 w2 w3", ("c1/m1", "c1/m2")),
+            CutReply(no_refs, KEY, "nothing sent", ()),
         ]
     finally:
         await second.close()
