@@ -17,6 +17,7 @@ from discord import app_commands
 
 from adapters.discord.commands import Commands, command_hash
 from adapters.discord.config import DiscordConfig
+from adapters.discord.mending import mend_cut_replies
 from adapters.discord.messages import MessageHandler
 from adapters.discord.runtime import Runtime
 from bot.engine import Engine
@@ -75,6 +76,7 @@ class DiscordBot(discord.Client):
         self.messages = MessageHandler(self, self.runtime)
         self.ready = asyncio.Event()
         self.synced = False
+        self.mending: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def setup_hook(self) -> None:
@@ -102,6 +104,16 @@ class DiscordBot(discord.Client):
 
     async def on_ready(self) -> None:
         self.ready.set()
+        if self.mending is None:
+            # Once per process, in the background: the bot answers while old replies are fixed.
+            self.mending = asyncio.ensure_future(self._mend_cut_replies())
+            self._tasks.add(self.mending)
+            self.mending.add_done_callback(self._done)
+
+    async def _mend_cut_replies(self) -> None:
+        """Mark the replies a crash cut (before this start) as interrupted on Discord."""
+        rt = self.runtime
+        await mend_cut_replies(self, rt.engine, rt.pacer_for, show_footer=rt.config.show_footer)
 
     async def on_message(self, message: discord.Message) -> None:
         self._spawn(self.messages.handle(message))

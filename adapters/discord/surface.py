@@ -6,6 +6,11 @@ falls back to channel messages when the token has expired (Discord's tokens live
 long replies must keep working). Both send with no allowed mentions, so model output that
 contains ``@everyone`` or a user mention pings nobody. They only send and edit: the engine's
 ``ReplyStreamer`` decides what text to show and when, through the shared per-channel pacer.
+
+The id a surface returns for a channel message is ``"<channel_id>/<message_id>"`` (see
+:func:`channel_ref`): the engine stores these refs with the reply, and after a crash the
+restarted bot finds the channel of a cut reply's message from its ref alone. A message shown
+through an interaction's webhook has a bare ``"<message_id>"``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,21 @@ class Channel(Protocol):
     def get_partial_message(self, message_id: int, /) -> discord.PartialMessage: ...
 
     def typing(self) -> Any: ...
+
+
+def channel_ref(channel_id: int, message_id: int) -> str:
+    """The id a surface gives a channel message: ``"<channel_id>/<message_id>"``."""
+    return f"{channel_id}/{message_id}"
+
+
+def parse_ref(ref: str) -> tuple[int | None, int]:
+    """(channel id, message id) of a surface's message id; no channel for a webhook message.
+
+    Raises:
+        ValueError: ``ref`` is not an id a surface made.
+    """
+    channel, sep, message = ref.rpartition("/")
+    return (int(channel) if sep else None), int(message)
 
 
 def translate(err: discord.HTTPException) -> ChatError | RateLimited:
@@ -105,10 +125,10 @@ class ChannelSurface:
         self.sent.append(message.id)
         if self._on_sent is not None:
             await self._on_sent(message.id)
-        return str(message.id)
+        return channel_ref(message.channel.id, message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        partial = self._channel.get_partial_message(int(message_id))
+        partial = self._channel.get_partial_message(parse_ref(message_id)[1])
         try:
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
         except discord.RateLimited as err:
@@ -182,20 +202,20 @@ class InteractionSurface:
                     raise translate(err) from err
                 self.expire()
             else:
-                return await self._created(message_id)
+                return await self._created(message_id, str(message_id))
         channel = self._channel_for_fallback()
         try:
             message = await channel.send(text, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as err:
             raise translate(err) from err
         self._via_channel.add(message.id)
-        return await self._created(message.id)
+        return await self._created(message.id, channel_ref(message.channel.id, message.id))
 
-    async def _created(self, message_id: int) -> str:
+    async def _created(self, message_id: int, ref: str) -> str:
         self.sent.append(message_id)
         if self._on_sent is not None:
             await self._on_sent(message_id)
-        return str(message_id)
+        return ref
 
     async def _send_via_token(self, text: str) -> int:
         if self._original is None:
@@ -210,7 +230,7 @@ class InteractionSurface:
         return followup.id
 
     async def edit(self, message_id: str, text: str) -> None:
-        mid = int(message_id)
+        mid = parse_ref(message_id)[1]
         if mid not in self._via_channel and self._token_usable():
             try:
                 if mid == self._original:

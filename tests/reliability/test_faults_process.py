@@ -131,6 +131,10 @@ async def test_sigkill_mid_reply_loses_nothing_marks_the_reply_and_answers_nothi
         m for m in fake.bot_messages_in(world.general.id) if m.reference_id == cut_question.id
     )
     assert "w399" not in cut.content
+    assert not is_finished(cut)
+    # The store knows which Discord message shows the reply (its channel, then its id).
+    [(refs,)] = query(db, "SELECT refs FROM messages WHERE status = 'streaming'")
+    assert refs == f'["{world.general.id}/{cut.id}"]'
     chats_before_restart = len(fake_ollama.requests)
 
     # Restart: the same config and database.
@@ -168,9 +172,12 @@ async def test_sigkill_mid_reply_loses_nothing_marks_the_reply_and_answers_nothi
     answered = [m.reference_id for m in fake.bot_messages_in(world.general.id) if m.reference_id]
     assert answered.count(first.id) == 1
     assert answered.count(cut_question.id) == 1
-    # The platform message of the cut reply is not edited after the restart: it keeps the
-    # partial text without a footer (only finished replies get one); the store says interrupted.
-    assert not is_finished(cut)
+    # After the restart the cut reply's message shows the text the bot kept, and says it was
+    # cut: the interrupted footer (no finished reply lacks a footer any more).
+    mended = await eventually(lambda: is_finished(cut) and cut)
+    assert mended.content == (
+        f"{partial}\n⚠️ interrupted: The bot restarted while writing this reply."
+    )
     assert await bot.terminate() == 0
     assert bot.log.count('"message": "event already answered"') == 2
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
