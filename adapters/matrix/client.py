@@ -20,6 +20,7 @@ import nio
 
 from adapters.matrix.addressing import parse_message
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.mending import mend_cut_replies
 from adapters.matrix.replies import PLATFORM, Replier
 from bot.errors import ConfigError, StoreError
 
@@ -126,6 +127,17 @@ class MatrixBot:
             raise
         self._first_sync.set()
         self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+        # In the background: the bot answers while the replies a crash cut are marked.
+        self._spawn(self._mend_cut_replies())
+
+    async def _mend_cut_replies(self) -> None:
+        """Mark the replies a crash cut (before this start) as interrupted in their rooms."""
+        await mend_cut_replies(
+            self.client,
+            self.engine,
+            self.replier.pacer(""),
+            max_chars=self.config.max_chars,
+        )
 
     async def close(self) -> None:
         """Stop syncing, cancel replies in progress, close the HTTP session."""

@@ -21,7 +21,7 @@ from bot.errors import ChatError, RateLimited
 from bot.streaming import Pacer, ReplyStatus
 from bot.types import Outcome
 
-__all__ = ["MatrixSurface", "RoomSender", "SendStats", "send_checked"]
+__all__ = ["MatrixSurface", "RoomSender", "SendStats", "render_status", "send_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,18 @@ async def send_checked(client: nio.AsyncClient, room_id: str, body: dict[str, An
         f"The homeserver refused the message ({status}).",
         {"room": room_id, "error": str(response)},
     )
+
+
+def render_status(status: ReplyStatus) -> str:
+    """The footer of a finished reply: none when complete, else why it ended early."""
+    if status.outcome is Outcome.COMPLETE:
+        return ""  # the final edit is exactly the model's text
+    if status.outcome is Outcome.STOPPED:
+        return "\n\n*⏹ Stopped.*"
+    reason = status.error or "the reply ended early"
+    if status.outcome is Outcome.INTERRUPTED:
+        return f"\n\n*⚠️ Interrupted: {reason}*"
+    return f"\n\n*⚠️ {reason}*"
 
 
 @dataclass
@@ -164,14 +176,7 @@ class MatrixSurface:
         self.stats.edits += 1
 
     def render_status(self, status: ReplyStatus) -> str:
-        if status.outcome is Outcome.COMPLETE:
-            return ""  # the final edit is exactly the model's text
-        if status.outcome is Outcome.STOPPED:
-            return "\n\n*⏹ Stopped.*"
-        reason = status.error or "the reply ended early"
-        if status.outcome is Outcome.INTERRUPTED:
-            return f"\n\n*⚠️ Interrupted: {reason}*"
-        return f"\n\n*⚠️ {reason}*"
+        return render_status(status)
 
     async def typing(self) -> None:
         await self._typing(True)
