@@ -49,7 +49,7 @@ async def mend_cut_replies(
         if channel_id is None:
             logger.info(
                 "cut reply shown through an interaction webhook; not marked",
-                extra={"session": str(cut.key), "message": message_id},
+                extra={"session": str(cut.key), "message_id": message_id},
             )
             return
         await pacer_for(channel_id).acquire()
