@@ -98,6 +98,8 @@ class Engine:
             max_concurrent=limits.max_concurrent_generations,
             user_messages_per_minute=limits.user_messages_per_minute,
             max_queue_per_session=limits.max_queue_per_session,
+            max_waiting=limits.max_waiting_turns,
+            notice_delay=limits.queue_notice_delay,
         )
         self.settings = SettingsResolver(store, self.config.defaults)
         self._tools = ToolRegistry(builtin_tools())
@@ -324,6 +326,9 @@ class Engine:
                 "generation failed",
                 extra={"session": str(turn.key), "error": type(err).__name__, "detail": err.detail},
             )
+        # The model is done: let another conversation generate while this reply's last edit
+        # waits for the platform's pacing.
+        ticket.generation_done()
         status = ReplyStatus(
             response.outcome,
             model=settings.model,

@@ -36,6 +36,7 @@ class Ticket:
     key: SessionKey
     slot: _SessionSlot
     queue_wait: float = 0.0
+    _release: Callable[[], None] | None = None
 
     @property
     def stop_requested(self) -> bool:
@@ -44,6 +45,17 @@ class Ticket:
     def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
         """Register what ``SessionManager.stop`` calls to stop this generation."""
         self.slot.stopper = stopper
+
+    def generation_done(self) -> None:
+        """Give the global generation slot back once the model has stopped generating.
+
+        Delivering the last edit can wait on the platform's pacing for a second or more; the
+        model is free by then, so another conversation may start. The session itself stays
+        busy until the turn ends, so its replies keep their order.
+        """
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
 
 
 class SessionManager:
@@ -55,13 +67,17 @@ class SessionManager:
         max_concurrent: int = 4,
         user_messages_per_minute: float = 10.0,
         max_queue_per_session: int = 5,
+        max_waiting: int = 64,
+        notice_delay: float = 1.5,
     ) -> None:
         self._slots: dict[SessionKey, _SessionSlot] = {}
         self._global = asyncio.Semaphore(max_concurrent)
         self._rate = user_messages_per_minute
         self._limiters: dict[str, AsyncLimiter] = {}
         self._max_queue = max_queue_per_session
+        self._max_waiting = max_waiting
         self._waiting_global = 0
+        self._notice_delay = notice_delay
 
     def _slot(self, key: SessionKey) -> _SessionSlot:
         slot = self._slots.get(key)
@@ -86,7 +102,14 @@ class SessionManager:
 
     @contextlib.asynccontextmanager
     async def turn(self, key: SessionKey, notify: Notify | None = None) -> AsyncIterator[Ticket]:
-        """Wait for this session's turn and a global slot; tell the user their place."""
+        """Wait for this session's turn and a global slot; tell the user when they must wait.
+
+        A notice is only sent when the wait lasts longer than ``notice_delay``: on platforms
+        that pace edits, a notice for a short wait would delay the reply itself.
+
+        Raises:
+            Busy: the session's queue, or the bot's queue of waiting turns, is full.
+        """
         slot = self._slot(key)
         if slot.waiting >= self._max_queue:
             raise Busy(
@@ -98,29 +121,68 @@ class SessionManager:
         place = slot.waiting + (1 if slot.lock.locked() else 0)
         slot.waiting += 1
         try:
-            if place and notify is not None:
-                await notify(
-                    f"You are number {place} in the queue; the bot answers one message "
-                    "at a time here."
-                )
-            await slot.lock.acquire()
+            await self._acquire(
+                slot.lock,
+                notify,
+                f"You are number {place} in the queue; the bot answers one message at a time here.",
+            )
+            try:
+                await self._take_global(None if place else notify)
+            except BaseException:
+                slot.lock.release()
+                raise
         finally:
             slot.waiting -= 1
+        ticket = Ticket(key, slot, queue_wait=loop.time() - started)
+        ticket._release = self._global.release
+        slot.stop_requested = False
         try:
-            if self._global.locked() and notify is not None and not place:
-                await notify("The bot is busy with other conversations; your reply starts soon.")
-            async with self._global:
-                slot.stop_requested = False
-                ticket = Ticket(key, slot, queue_wait=loop.time() - started)
-                try:
-                    yield ticket
-                finally:
-                    slot.stopper = None
-                    slot.stop_requested = False
+            yield ticket
         finally:
+            ticket.generation_done()
+            slot.stopper = None
+            slot.stop_requested = False
             slot.lock.release()
             if not slot.lock.locked() and not slot.waiting:
                 self._slots.pop(key, None)
+
+    async def _take_global(self, notify: Notify | None) -> None:
+        """Wait for a generation slot, unless too many turns already wait for one."""
+        if self._global.locked() and self._waiting_global >= self._max_waiting:
+            raise Busy(
+                f"The bot is answering {self._waiting_global} other messages right now. "
+                "Try again in a minute.",
+                retry_after=60.0,
+            )
+        self._waiting_global += 1
+        try:
+            await self._acquire(
+                self._global,
+                notify,
+                "The bot is busy with other conversations; your reply starts soon.",
+            )
+        finally:
+            self._waiting_global -= 1
+
+    async def _acquire(
+        self, gate: asyncio.Lock | asyncio.Semaphore, notify: Notify | None, notice: str
+    ) -> None:
+        """Take ``gate``; if that takes longer than the notice delay, tell the user once."""
+        if not gate.locked():
+            await gate.acquire()  # free: taken at once, no notice, no extra task
+            return
+        waiter = asyncio.ensure_future(gate.acquire())
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=self._notice_delay)
+            if not done and notify is not None:
+                await notify(notice)
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                gate.release()  # granted while we were being cancelled: give it back
+            else:
+                waiter.cancel()
+            raise
 
     async def stop(self, key: SessionKey) -> bool:
         """Stop the session's running generation; ``False`` when nothing is running."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,14 @@ from bot.turn import SessionKey
 KEY = SessionKey("test", "room")
 
 
+async def settle() -> None:
+    """Let every runnable task run until it blocks (acquiring takes a few loop turns)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
 async def test_turns_of_one_session_run_in_arrival_order_and_waiters_learn_their_place() -> None:
-    sessions = SessionManager(max_concurrent=4)
+    sessions = SessionManager(max_concurrent=4, notice_delay=0)
     order: list[int] = []
     notices: dict[int, list[str]] = {i: [] for i in range(3)}
     release = asyncio.Event()
@@ -28,8 +35,7 @@ async def test_turns_of_one_session_run_in_arrival_order_and_waiters_learn_their
             await release.wait()
 
     tasks = [asyncio.create_task(turn(i)) for i in range(3)]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await settle()
     assert order == [0]
     release.set()
     await asyncio.gather(*tasks)
@@ -37,6 +43,89 @@ async def test_turns_of_one_session_run_in_arrival_order_and_waiters_learn_their
     assert notices[0] == []
     assert "number 1 in the queue" in notices[1][0]
     assert "number 2 in the queue" in notices[2][0]
+
+
+async def test_a_short_wait_sends_no_notice() -> None:
+    sessions = SessionManager(max_concurrent=1, notice_delay=60)
+    notices: list[str] = []
+
+    async def notify(text: str) -> None:
+        notices.append(text)
+
+    async def turn(room: str) -> None:
+        async with sessions.turn(SessionKey("test", room), notify):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(turn("a"), turn("b"), turn("a"))
+    assert notices == []
+
+
+async def test_the_global_slot_is_free_once_generation_is_done_though_the_turn_goes_on() -> None:
+    sessions = SessionManager(max_concurrent=1)
+    delivered = asyncio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        async with sessions.turn(SessionKey("test", "a")) as ticket:
+            order.append("a generates")
+            ticket.generation_done()
+            await delivered.wait()  # the last edit waits for the platform's pacing
+            order.append("a delivered")
+
+    async def second() -> None:
+        async with sessions.turn(SessionKey("test", "b")):
+            order.append("b generates")
+            delivered.set()
+
+    await asyncio.gather(first(), second())
+    assert order == ["a generates", "b generates", "a delivered"]
+
+
+async def test_the_bots_waiting_room_is_bounded_and_says_so() -> None:
+    sessions = SessionManager(max_concurrent=1, max_waiting=1)
+    gate = asyncio.Event()
+
+    async def hold(room: str) -> None:
+        async with sessions.turn(SessionKey("test", room)):
+            await gate.wait()
+
+    running = asyncio.create_task(hold("a"))
+    waiting = asyncio.create_task(hold("b"))
+    await settle()
+    with pytest.raises(Busy, match="answering 1 other messages"):
+        async with sessions.turn(SessionKey("test", "c")):
+            pass
+    gate.set()
+    await asyncio.gather(running, waiting)
+
+
+async def test_a_turn_cancelled_while_waiting_leaves_nothing_held() -> None:
+    sessions = SessionManager(max_concurrent=1, notice_delay=0)
+    gate = asyncio.Event()
+
+    async def slow_notify(text: str) -> None:
+        await asyncio.sleep(3600)
+
+    async def hold() -> None:
+        async with sessions.turn(SessionKey("test", "a")):
+            await gate.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(_enter(sessions, SessionKey("test", "b"), slow_notify))
+    await settle()
+    gate.set()  # the slot is granted while the waiter is stuck sending its notice
+    await holder
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    async with asyncio.timeout(5), sessions.turn(SessionKey("test", "c")):
+        pass  # nothing leaked: the slot can be taken again
+
+
+async def _enter(sessions: SessionManager, key: SessionKey, notify: Any) -> None:
+    async with sessions.turn(key, notify):
+        pass
 
 
 async def test_global_cap_limits_concurrent_generations_across_sessions() -> None:
@@ -54,8 +143,7 @@ async def test_global_cap_limits_concurrent_generations_across_sessions() -> Non
             running -= 1
 
     tasks = [asyncio.create_task(turn(str(i))) for i in range(5)]
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await settle()
     assert running == 2
     gate.set()
     await asyncio.gather(*tasks)
@@ -72,8 +160,7 @@ async def test_full_session_queue_is_refused_with_a_clear_message() -> None:
 
     first = asyncio.create_task(hold())
     second = asyncio.create_task(hold())
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await settle()
     with pytest.raises(Busy, match="already waiting"):
         async with sessions.turn(KEY):
             pass
