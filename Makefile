@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint bench load clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/discord_stream.py
 	$(BIN)/python bench/matrix_stream.py
+
+# About 10 minutes: 200 simulated users on the fake Discord and a real Synapse.
+load: $(STAMP_DEV)
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
