@@ -16,22 +16,24 @@ from bot.turn import SessionKey
 
 
 class Running:
-    """The sessions replying right now, per channel, so ``/stop`` in a channel finds them."""
+    """The sessions replying right now, per channel and with who asked, for ``/stop``."""
 
     def __init__(self) -> None:
-        self._by_channel: dict[int, set[SessionKey]] = {}
+        self._by_channel: dict[int, dict[SessionKey, str]] = {}
 
     @contextmanager
-    def track(self, channel_id: int, key: SessionKey) -> Iterator[None]:
-        keys = self._by_channel.setdefault(channel_id, set())
-        keys.add(key)
+    def track(self, channel_id: int, key: SessionKey, author_id: str) -> Iterator[None]:
+        keys = self._by_channel.setdefault(channel_id, {})
+        keys[key] = author_id
         try:
             yield
         finally:
-            keys.discard(key)
+            keys.pop(key, None)
 
-    def keys_in(self, channel_id: int) -> list[SessionKey]:
-        return list(self._by_channel.get(channel_id, ()))
+    def keys_in(self, channel_id: int, *, asked_by: str | None = None) -> list[SessionKey]:
+        """Replying sessions in a channel; only those ``asked_by`` started, when given."""
+        keys = self._by_channel.get(channel_id, {})
+        return [k for k, who in keys.items() if asked_by is None or who == asked_by]
 
 
 @dataclass

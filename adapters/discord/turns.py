@@ -77,7 +77,7 @@ async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandC
         event_id=str(interaction.id),
     )
     try:
-        with rt.replying(), rt.running.track(target, key):
+        with rt.replying(), rt.running.track(target, key, turn.author.id):
             await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
     finally:
         rt.token_channels.pop(interaction.token, None)
@@ -113,7 +113,7 @@ async def ask(
         event_id=str(interaction.id),
     )
     try:
-        with rt.replying(), rt.running.track(channel_id, key):
+        with rt.replying(), rt.running.track(channel_id, key, turn.author.id):
             await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
     finally:
         rt.token_channels.pop(interaction.token, None)

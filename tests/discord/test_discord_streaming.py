@@ -142,6 +142,30 @@ async def test_stop_in_a_channel_stops_the_reply_and_says_so(
     assert notice.content.startswith("Stopped 1")
 
 
+async def test_stop_from_another_member_leaves_the_reply_running_but_a_moderator_stops_it(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    bob = fake.add_user("bob")
+    fake.add_member(world.guild, bob)
+    fake_ollama.script(Reply(tokens=[f"t{i} " for i in range(400)], token_delay=0.02))
+    await mention(world, "talk forever")
+    await fake.wait_for(
+        lambda: any("t1" in m.content for m in fake.bot_messages_in(world.general.id))
+    )
+    await fake.send_slash(bob, world.general, "stop")
+    refusal = await fake.wait_for(
+        lambda: next(
+            (m for m in fake.bot_messages_in(world.general.id) if "Only the replies" in m.content),
+            None,
+        )
+    )
+    assert "moderator" in refusal.content
+    await fake.send_slash(world.mod, world.general, "stop")
+    messages = await finished_reply(fake, world.general.id, within=10)
+    assert "stopped" in messages[-1].content
+
+
 async def test_typing_is_shown_while_waiting_for_the_first_token(
     world: World, bot: DiscordBot, fake_ollama: FakeOllama
 ) -> None:
