@@ -11,7 +11,7 @@ from adapters.discord.render import clip
 from adapters.discord.runtime import Runtime
 from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface, OnSent
 from bot.commands import CommandContext
-from bot.turn import Turn
+from bot.turn import SessionKey, Turn
 
 Interaction = discord.Interaction[Any]
 
@@ -69,18 +69,7 @@ async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandC
         surface = _interaction_surface(interaction, rt, ephemeral=False)
         key = ctx.key
         target = interaction.channel_id or 0
-    turn = Turn(
-        key=key,
-        author=ctx.author,
-        text=prompt,
-        server=ctx.server,
-        event_id=str(interaction.id),
-    )
-    try:
-        with rt.replying(), rt.running.track(target, key, turn.author.id):
-            await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
-    finally:
-        rt.token_channels.pop(interaction.token, None)
+    await _answer(interaction, rt, ctx, key, prompt, surface, target)
 
 
 async def ask(
@@ -105,6 +94,19 @@ async def ask(
     surface = _interaction_surface(
         interaction, rt, ephemeral=private, on_sent=rt.chains.linker(root) if linked else None
     )
+    await _answer(interaction, rt, ctx, key, prompt, surface, channel_id)
+
+
+async def _answer(
+    interaction: Interaction,
+    rt: Runtime,
+    ctx: CommandContext,
+    key: SessionKey,
+    prompt: str,
+    surface: ChannelSurface | InteractionSurface,
+    channel_id: int,
+) -> None:
+    """Hand the prompt to the engine as a turn of ``key``, answered on ``surface``."""
     turn = Turn(
         key=key,
         author=ctx.author,
