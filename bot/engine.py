@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.attachments import compose_prompt
 from bot.backend import ChatModel, ChatRequest
 from bot.commands import Command, CommandContext, CommandResult
 from bot.config import BotConfig
@@ -31,7 +32,7 @@ from bot.settings import EffectiveSettings, SettingsResolver
 from bot.store import CutReply, MessageStatus, NewMessage, Store, StoredMessage
 from bot.streaming import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.tools import ToolRegistry, builtin_tools
-from bot.turn import Attachment, SessionKey, Turn
+from bot.turn import SessionKey, Turn
 from bot.types import Message, ModelInfo, Outcome, Response, Role
 from bot.validation import validate_input
 
@@ -291,7 +292,13 @@ class Engine:
     ) -> ReplyResult:
         settings = await self.settings.effective(turn.key, turn.server)
         info = await self.model_info(settings.model)
-        prompt, images = await self._compose_prompt(text, turn.attachments, info, notify)
+        composed = compose_prompt(
+            text, turn.attachments, info, max_chars=self.config.limits.max_attachment_chars
+        )
+        if notify is not None:
+            for note in composed.notes:
+                await notify(note)
+        prompt, images = composed.text, composed.images
         session_id = await self.store.session_id(turn.key)
         await self.store.append(
             session_id,
@@ -300,7 +307,7 @@ class Engine:
         history = await self._context(session_id, settings, info)
         if images:
             last = history[-1]
-            history[-1] = Message(role=last.role, content=last.content, images=tuple(images))
+            history[-1] = Message(role=last.role, content=last.content, images=images)
         request = ChatRequest(
             model=settings.model,
             messages=history,
@@ -419,51 +426,6 @@ class Engine:
             duration=_generation_time(response),
             refs=refs,
         )
-
-    async def _compose_prompt(
-        self,
-        text: str,
-        attachments: tuple[Attachment, ...],
-        info: ModelInfo,
-        notify: Notify | None,
-    ) -> tuple[str, list[bytes]]:
-        """The prompt with text attachments inlined, and the images for a vision model."""
-        parts = [text]
-        images: list[bytes] = []
-        budget = self.config.limits.max_attachment_chars
-        for attachment in attachments:
-            if attachment.is_image:
-                if info.supports_vision:
-                    images.append(attachment.data)
-                elif notify is not None:
-                    await notify(
-                        f"The model `{info.name}` cannot see images, so `{attachment.filename}` "
-                        "was left out. A moderator can pick a vision model with `model set`."
-                    )
-                continue
-            if not attachment.is_text:
-                if notify is not None:
-                    await notify(f"`{attachment.filename}` is not a text file; it was left out.")
-                continue
-            if budget == 0:
-                if notify is not None:
-                    await notify(
-                        f"`{attachment.filename}` was left out: the attachments before it "
-                        f"already fill the {self.config.limits.max_attachment_chars:,}-character "
-                        "budget."
-                    )
-                continue
-            body = attachment.data.decode("utf-8", errors="replace")
-            if len(body) > budget:
-                body = body[:budget]
-                if notify is not None:
-                    await notify(
-                        f"`{attachment.filename}` is long; only its first {budget:,} characters "
-                        "were read."
-                    )
-            budget = max(0, budget - len(body))
-            parts.append(f"Attached file `{attachment.filename}`:\n```\n{body}\n```")
-        return "\n\n".join(parts), images
 
     async def _context(
         self, session_id: int, settings: EffectiveSettings, info: ModelInfo
