@@ -1,11 +1,12 @@
 """Turn a stream of model chunks into paced send/edit operations on a platform message.
 
 The engine decides what text to show and when; the adapter only knows how to show it, through
-a :class:`ReplySurface`. A :class:`ReplyStreamer` shows the first token at once, then edits the
-message with the newest text each time the destination's :class:`Pacer` allows one more
-operation (edits that went stale while waiting are never sent), opens continuation messages
-when the platform's limit is reached (see :mod:`bot.splitting`), rides out 429s, and ends with
-a final edit carrying the whole reply and the surface's status footer.
+a :class:`ReplySurface` (the port lives in :mod:`bot.surface` and is re-exported here). A
+:class:`ReplyStreamer` shows the first token at once, then edits the message with the newest
+text each time the destination's :class:`Pacer` allows one more operation (edits that went
+stale while waiting are never sent), opens continuation messages when the platform's limit is
+reached (see :mod:`bot.splitting`), rides out 429s, and ends with a final edit carrying the
+whole reply and the surface's status footer.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
 from bot.splitting import Fence, Part, max_reserve, next_cut
+from bot.surface import Pacer, ReplyStatus, ReplySurface
 from bot.types import Outcome, StreamChunk
 
 __all__ = [
@@ -33,64 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Pacer(Protocol):
-    """Grants permission to send one message or edit to a destination (a channel, a room).
-
-    One pacer is shared by every reply going to the same destination, because the platform's
-    budget is per destination. ``penalize`` is called when the platform answered 429.
-    """
-
-    async def acquire(self) -> None:
-        """Wait until one more operation is allowed, then take it."""
-        ...
-
-    def penalize(self, retry_after: float) -> None:
-        """The platform refused an operation; allow nothing for ``retry_after`` seconds."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyStatus:
-    """What the finished reply says about itself (rendered by the surface as a footer)."""
-
-    outcome: Outcome
-    model: str | None = None
-    tokens_per_second: float | None = None
-    error: str | None = None
-
-
-class ReplySurface(Protocol):
-    """Where one reply is shown. Adapters implement it.
-
-    ``send`` and ``edit`` raise :class:`bot.errors.RateLimited` on a platform 429 (the streamer
-    waits and retries with the newest text) and may raise other :class:`bot.errors.OllabotError`.
-    """
-
-    @property
-    def max_chars(self) -> int:
-        """The longest message body the platform accepts, footer included."""
-        ...
-
-    @property
-    def pacer(self) -> Pacer: ...
-
-    async def send(self, text: str) -> str:
-        """Post a new message with ``text``; returns its id."""
-        ...
-
-    async def edit(self, message_id: str, text: str) -> None:
-        """Replace the text of a message this surface sent."""
-        ...
-
-    def render_status(self, status: ReplyStatus) -> str:
-        """The footer appended to the last message when the reply ends ("" for none)."""
-        ...
-
-    async def typing(self) -> None:
-        """Show that the bot is working (called while waiting for the first token)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
