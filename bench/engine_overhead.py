@@ -13,8 +13,9 @@ several rounds:
   b. engine: ``ChatManager.send_message`` (validation, history trimming, ``Generator.stream``
      with its timeouts, retry policy and ``OllamaChatModel``); ``Generator.stream`` alone
      (``gen``) and ``OllamaChatModel.chat`` alone (``backend``) are timed too.
-  c. engine + streamer: (b) fed into ``bot.streaming.ReplyStreamer`` onto a no-op surface (every
-     send/edit returns at once; the pacer never waits, the worst case for the streamer's CPU).
+  c. engine + streamer: (b) fed into ``bot.reply.streamer.ReplyStreamer`` onto a no-op surface
+     (every send/edit returns at once; the pacer never waits, the worst case for the streamer's
+     CPU).
 
 Prints each variant's median time and the median per-round ratios b/a and c/a (targets: b/a <=
 1.10, c/a <= 1.15). The fake's own work (JSON per line, socket writes) is in every variant, as a
@@ -37,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import ollama  # noqa: E402
 
-from bot.backend import ChatRequest  # noqa: E402
 from bot.chat_manager import ChatManager  # noqa: E402
-from bot.generation import Generator, Timeouts  # noqa: E402
-from bot.ollama_backend import OllamaChatModel  # noqa: E402
-from bot.retry import RetryPolicy  # noqa: E402
-from bot.streaming import ReplyStatus, ReplyStreamer  # noqa: E402
+from bot.model.generation import Generator, Timeouts  # noqa: E402
+from bot.model.ollama import OllamaChatModel  # noqa: E402
+from bot.model.port import ChatRequest  # noqa: E402
+from bot.model.retry import RetryPolicy  # noqa: E402
+from bot.reply.streamer import ReplyStatus, ReplyStreamer  # noqa: E402
 from bot.types import Message, ModelConfig, Outcome, Role  # noqa: E402
 from tests.fakes.fake_ollama import FakeOllama, Reply  # noqa: E402
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tests.fakes.fake_ollama as fake_module  # noqa: E402
 from adapters.matrix import MatrixBot, MatrixConfig  # noqa: E402
 from bot.config import BotConfig, LimitsConfig  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.ollama_backend import OllamaChatModel  # noqa: E402
-from bot.sqlite_store import SqliteStore  # noqa: E402
+from bot.conversation.engine import Engine  # noqa: E402
+from bot.model.ollama import OllamaChatModel  # noqa: E402
+from bot.store.sqlite import SqliteStore  # noqa: E402
 from tests.fakes.fake_ollama import FakeOllama, Reply  # noqa: E402
 from tests.fakes.synapse import SynapseServer  # noqa: E402
 

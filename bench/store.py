@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.sqlite_store import SqliteStore  # noqa: E402 - needs the repository on sys.path
-from bot.store import MessageStatus, NewMessage  # noqa: E402
+from bot.store.port import MessageStatus, NewMessage  # noqa: E402
+from bot.store.sqlite import SqliteStore  # noqa: E402 - needs the repository on sys.path
 from bot.turn import SessionKey  # noqa: E402
 from bot.types import Role  # noqa: E402
 

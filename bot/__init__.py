@@ -1,15 +1,14 @@
 """ollabot: the platform-free conversation engine.
 
-The names below are the public surface; ``tests/engine/test_exported_members.py`` pins them.
+The names below are the public surface; ``tests/core/test_exported_members.py`` pins them.
 Everything else in ``bot`` is free to change.
 """
 
 from __future__ import annotations
 
-from bot.backend import ChatDelta, ChatModel, ChatRequest
 from bot.batch import BatchItem, process_message_batch, process_stream
-from bot.cache import ResponseCache
 from bot.chat_manager import ChatManager
+from bot.conversation.history import estimate_tokens, trim_to_budget
 from bot.errors import (
     Busy,
     ChatError,
@@ -25,13 +24,14 @@ from bot.errors import (
     StoreError,
     StreamInterrupted,
 )
-from bot.generation import ResponseStream, Timeouts
-from bot.history import estimate_tokens, trim_to_budget
 from bot.logs import configure_logging, log_interaction, register_secret
+from bot.model.cache import ResponseCache
+from bot.model.generation import ResponseStream, Timeouts
+from bot.model.port import ChatDelta, ChatModel, ChatRequest
+from bot.model.retry import RetryPolicy
+from bot.model.tools import Tool, ToolRegistry, builtin_tools, tool
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
-from bot.retry import RetryPolicy
-from bot.streaming import Pacer, ReplyStatus, ReplyStreamer, ReplySurface
-from bot.tools import Tool, ToolRegistry, builtin_tools, tool
+from bot.reply.streamer import Pacer, ReplyStatus, ReplyStreamer, ReplySurface
 from bot.turn import Attachment, Author, SessionKey, Turn
 from bot.types import (
     ChatMode,

@@ -3,8 +3,8 @@
 It is the library face of the engine: it validates input, keeps the history (trimmed to the
 model's context), applies a chat mode, offers tools to models that can use them, and runs
 chain-of-thought prompts. Streaming, retries, timeouts, tool rounds and caching are the job of
-:class:`bot.generation.Generator`; talking to Ollama is that of
-:class:`bot.ollama_backend.OllamaChatModel`.
+:class:`bot.model.generation.Generator`; talking to Ollama is that of
+:class:`bot.model.ollama.OllamaChatModel`.
 
 Example::
 
@@ -23,15 +23,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from bot.backend import ChatModel, ChatRequest
-from bot.cache import ResponseCache
+from bot.conversation.history import trim_to_budget
 from bot.errors import ChatError
-from bot.generation import Generator, ResponseStream, Timeouts
-from bot.history import trim_to_budget
-from bot.ollama_backend import OllamaChatModel
+from bot.model.cache import ResponseCache
+from bot.model.generation import Generator, ResponseStream, Timeouts
+from bot.model.ollama import OllamaChatModel
+from bot.model.port import ChatModel, ChatRequest
+from bot.model.retry import RetryPolicy
+from bot.model.tools import Tool, ToolRegistry, builtin_tools
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
-from bot.retry import RetryPolicy
-from bot.tools import Tool, ToolRegistry, builtin_tools
 from bot.types import (
     ChatMode,
     Message,

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from bot.config import BotConfig
 from bot.errors import OllamaError
-from bot.ollama_backend import OllamaChatModel
+from bot.model.ollama import OllamaChatModel
 from bot.types import ModelInfo
 from ollabot_app.wiring import adapter_statuses, make_model
 

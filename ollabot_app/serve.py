@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from adapters.console import console_chat, run_console
 from bot.config import BotConfig
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from bot.errors import ConfigError, OllamaError
 from ollabot_app.wiring import adapter_statuses, open_engine
 

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from bot.config import BotConfig, describe_validation_error
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from bot.errors import ConfigError, StoreError
-from bot.ollama_backend import OllamaChatModel
-from bot.sqlite_store import SqliteStore
+from bot.model.ollama import OllamaChatModel
+from bot.store.sqlite import SqliteStore
 
 __all__ = ["AdapterStatus", "adapter_statuses", "make_model", "open_engine"]
 

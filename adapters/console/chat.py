@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TextIO
 
 from adapters.console.surface import ConsoleSurface
-from bot.commands import (
+from bot.conversation.commands import (
     HELP_LINES,
     CommandContext,
     CommandResult,
@@ -31,7 +31,7 @@ from bot.errors import InputRejected
 from bot.turn import Author, SessionKey, Turn
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.conversation.engine import Engine
 
 __all__ = ["CONSOLE_KEY", "ConsoleChat"]
 

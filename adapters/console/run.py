@@ -10,7 +10,7 @@ from adapters.console.chat import ConsoleChat
 from adapters.console.lines import read_lines
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.conversation.engine import Engine
 
 __all__ = ["console_chat", "run_console"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TextIO
 
-from bot.streaming import ReplyStatus
+from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
 
 __all__ = ["CONSOLE_MAX_CHARS", "ConsoleSurface", "ImmediatePacer"]
@@ -52,7 +52,7 @@ def _stable_part(text: str) -> str:
 
 
 class ConsoleSurface:
-    """A :class:`bot.streaming.ReplySurface` that writes to a text stream.
+    """A :class:`bot.reply.streamer.ReplySurface` that writes to a text stream.
 
     Args:
         out: Where to write (standard output in the terminal chat).

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from bot.errors import StoreError
-from bot.store import Store
+from bot.store.port import Store
 
 logger = logging.getLogger(__name__)
 

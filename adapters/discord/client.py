@@ -20,10 +20,10 @@ from adapters.discord.config import DiscordConfig
 from adapters.discord.mending import mend_cut_replies
 from adapters.discord.messages import MessageHandler
 from adapters.discord.runtime import Runtime
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from bot.errors import ConfigError
-from bot.pacing import PacerPool, TokenBucketPacer
-from bot.streaming import Pacer
+from bot.reply.pacing import PacerPool, TokenBucketPacer
+from bot.reply.streamer import Pacer
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from adapters.discord.render import clip, render_result
 from adapters.discord.runtime import Runtime
 from adapters.discord.surface import NO_MENTIONS
 from adapters.discord.turns import ask, chat
-from bot.commands import (
+from bot.conversation.commands import (
     Command,
     CommandContext,
     Cot,
@@ -39,7 +39,7 @@ from bot.commands import (
     ThinkSet,
     render_progress_bar,
 )
-from bot.store import ScopeKind
+from bot.store.port import ScopeKind
 from bot.types import PullProgress
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,11 @@
 """After a restart, mark on Discord the replies a crash cut: their last message gets the footer.
 
-The engine found the replies left streaming (:meth:`bot.engine.Engine.mend_cut_replies`) and
-gives the text each last message should show; this module edits that message. Its ref carries
-its channel (``"<channel_id>/<message_id>"``, see :func:`adapters.discord.surface.channel_ref`).
-A message shown through an interaction's webhook is skipped: its token lives 15 minutes, so
-after a restart it usually cannot be used.
+The engine found the replies left streaming
+(:meth:`bot.conversation.engine.Engine.mend_cut_replies`) and gives the text each last message
+should show; this module edits that message. Its ref carries its channel
+(``"<channel_id>/<message_id>"``, see :func:`adapters.discord.surface.channel_ref`). A message shown
+through an interaction's webhook is skipped: its token lives 15 minutes, so after a restart it
+usually cannot be used.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import discord
 from adapters.discord.places import PLATFORM
 from adapters.discord.render import MAX_CONTENT, render_footer
 from adapters.discord.surface import NO_MENTIONS, parse_ref, translate
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from bot.errors import ChatError, RateLimited
-from bot.store import CutReply
-from bot.streaming import Pacer, ReplyStatus
+from bot.reply.streamer import Pacer, ReplyStatus
+from bot.store.port import CutReply
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.commands import CommandResult
-from bot.streaming import ReplyStatus
+from bot.conversation.commands import CommandResult
+from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
 
 MAX_CONTENT = 2000

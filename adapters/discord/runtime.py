@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from adapters.discord.access import AccessPolicy
 from adapters.discord.chains import ReplyChains
 from adapters.discord.config import DiscordConfig
-from bot.engine import Engine
-from bot.streaming import Pacer
+from bot.conversation.engine import Engine
+from bot.reply.streamer import Pacer
 from bot.turn import SessionKey
 
 

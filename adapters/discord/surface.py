@@ -24,7 +24,7 @@ import discord
 
 from adapters.discord.render import MAX_CONTENT, render_footer
 from bot.errors import ChatError, RateLimited
-from bot.streaming import Pacer, ReplyStatus
+from bot.reply.streamer import Pacer, ReplyStatus
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from adapters.discord.places import chain_key, room_key
 from adapters.discord.render import clip
 from adapters.discord.runtime import Runtime
 from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface, OnSent
-from bot.commands import CommandContext
+from bot.conversation.commands import CommandContext
 from bot.turn import SessionKey, Turn
 
 Interaction = discord.Interaction[Any]

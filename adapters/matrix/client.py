@@ -25,7 +25,7 @@ from adapters.matrix.replies import PLATFORM, Replier
 from bot.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.conversation.engine import Engine
 
 __all__ = ["MatrixBot", "run_matrix"]
 

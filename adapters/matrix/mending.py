@@ -1,8 +1,9 @@
 """After a restart, mark in Matrix the replies a crash cut: their last event gets the footer.
 
-The engine found the replies left streaming (:meth:`bot.engine.Engine.mend_cut_replies`) and
-gives the text each last message should show; this module sends an ``m.replace`` edit of that
-event (the reply's last ref) in the session's room, paced like every other send of the bot.
+The engine found the replies left streaming
+(:meth:`bot.conversation.engine.Engine.mend_cut_replies`) and gives the text each last message
+should show; this module sends an ``m.replace`` edit of that event (the reply's last ref) in the
+session's room, paced like every other send of the bot.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import nio
 from adapters.matrix.render import edit_content
 from adapters.matrix.replies import PLATFORM
 from adapters.matrix.surface import render_status, send_checked
-from bot.engine import Engine
-from bot.store import CutReply
-from bot.streaming import Pacer
+from bot.conversation.engine import Engine
+from bot.reply.streamer import Pacer
+from bot.store.port import CutReply
 
 __all__ = ["mend_cut_replies"]
 

@@ -18,14 +18,14 @@ from cachetools import LRUCache
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
-from bot.commands import CommandContext, PullView, parse_command, render_progress_bar
+from bot.conversation.commands import CommandContext, PullView, parse_command, render_progress_bar
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
-from bot.pacing import TokenBucketPacer
-from bot.streaming import Pacer
+from bot.reply.pacing import TokenBucketPacer
+from bot.reply.streamer import Pacer
 from bot.turn import Author, SessionKey, Turn
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.conversation.engine import Engine
 
 __all__ = ["PLATFORM", "STOP_REACTIONS", "Replier"]
 

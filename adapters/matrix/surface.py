@@ -18,7 +18,7 @@ import nio
 
 from adapters.matrix.render import content, edit_content
 from bot.errors import ChatError, RateLimited
-from bot.streaming import Pacer, ReplyStatus
+from bot.reply.streamer import Pacer, ReplyStatus
 from bot.types import Outcome
 
 __all__ = ["MatrixSurface", "RoomSender", "SendStats", "render_status", "send_checked"]
@@ -119,7 +119,7 @@ class RoomSender:
 
 
 class MatrixSurface:
-    """A :class:`bot.streaming.ReplySurface` for one reply in a Matrix room.
+    """A :class:`bot.reply.streamer.ReplySurface` for one reply in a Matrix room.
 
     Args:
         sender: Posts into the room with the reply's relations.

@@ -1,9 +1,9 @@
 """Platform-free commands: what a user can ask the bot to do besides chatting.
 
 Adapters turn their own syntax (Discord slash commands, a Matrix ``!ollabot`` prefix, a terminal
-``/``) into one of the :data:`Command` values; :meth:`bot.engine.Engine.execute` runs it and
-returns a typed :class:`CommandResult` that the adapter renders its own way (every result also
-renders itself as Markdown).
+``/``) into one of the :data:`Command` values; :meth:`bot.conversation.engine.Engine.execute` runs
+it and returns a typed :class:`CommandResult` that the adapter renders its own way (every result
+also renders itself as Markdown).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.errors import InputRejected
 from bot.prompts import ChainResult
-from bot.store import ChannelStats, ScopeKind
+from bot.store.port import ChannelStats, ScopeKind
 from bot.turn import Author, SessionKey
 from bot.types import ModelInfo, PullProgress
 

@@ -2,18 +2,18 @@
 
 A reply the bot was streaming when its process died keeps, on the platform, whatever text it had
 and no footer. The store kept the text saved so far and the ids of the messages that show it
-(:class:`bot.store.CutReply`). To mark the reply as cut, the adapter edits its last message so
+(:class:`bot.store.port.CutReply`). To mark the reply as cut, the adapter edits its last message so
 that it shows its part of that text followed by the surface's "interrupted" footer.
 
-The parts are found again with the streamer's own cuts (:func:`bot.splitting.next_cut`, the
+The parts are found again with the streamer's own cuts (:func:`bot.reply.splitting.next_cut`, the
 incremental cuts made while the reply grew), so the messages before the last keep exactly the
 text they show and only the last one is edited.
 """
 
 from __future__ import annotations
 
-from bot.splitting import Fence, Part, next_cut
-from bot.streaming import PLACEHOLDER
+from bot.reply.splitting import Fence, Part, next_cut
+from bot.reply.streamer import PLACEHOLDER
 
 __all__ = ["INTERRUPTED_BY_RESTART", "last_message_text", "shown_parts"]
 
@@ -29,7 +29,7 @@ def shown_parts(content: str, max_chars: int) -> list[Part]:
         max_chars: The platform's longest message.
 
     Returns:
-        One part per platform message, as :class:`bot.streaming.ReplyStreamer` shows them
+        One part per platform message, as :class:`bot.reply.streamer.ReplyStreamer` shows them
         while the reply is still growing (no footer).
     """
     parts: list[Part] = []

@@ -1,9 +1,9 @@
 """The conversation engine: what happens between an adapter's event and the model's reply.
 
 An adapter hands :meth:`Engine.handle_turn` a platform-free :class:`bot.turn.Turn` and a
-:class:`bot.streaming.ReplySurface`; the engine validates the input, waits its turn, loads the
+:class:`bot.reply.streamer.ReplySurface`; the engine validates the input, waits its turn, loads the
 conversation's settings and history, streams from the model through a
-:class:`bot.streaming.ReplyStreamer`, and stores the exchange. Commands go through
+:class:`bot.reply.streamer.ReplyStreamer`, and stores the exchange. Commands go through
 :meth:`Engine.execute`. Neither raises :class:`bot.errors.OllabotError` to the adapter: the user
 always sees an outcome.
 """
@@ -17,21 +17,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.attachments import compose_prompt
-from bot.backend import ChatModel, ChatRequest
-from bot.commands import Command, CommandContext, CommandResult
 from bot.config import BotConfig
-from bot.cut_replies import INTERRUPTED_BY_RESTART, last_message_text
-from bot.engine_commands import CommandRunner
-from bot.errors import ModelNotFoundError, OllabotError, StoreError
-from bot.generation import Generator, ResponseStream, Timeouts
+from bot.conversation.attachments import compose_prompt
+from bot.conversation.commands import Command, CommandContext, CommandResult
+from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, last_message_text
+from bot.conversation.runner import CommandRunner
+from bot.conversation.sessions import SessionManager, Ticket
+from bot.conversation.settings import EffectiveSettings, SettingsResolver
+from bot.errors import OllabotError, StoreError
 from bot.logs import log_interaction
-from bot.retry import RetryPolicy
-from bot.sessions import SessionManager, Ticket
-from bot.settings import EffectiveSettings, SettingsResolver
-from bot.store import CutReply, MessageStatus, NewMessage, Store, StoredMessage
-from bot.streaming import ReplyStatus, ReplyStreamer, ReplySurface
-from bot.tools import ToolRegistry, builtin_tools
+from bot.model.catalogue import ModelCatalogue
+from bot.model.generation import Generator, ResponseStream, Timeouts
+from bot.model.port import ChatModel, ChatRequest
+from bot.model.retry import RetryPolicy
+from bot.model.tools import ToolRegistry, builtin_tools
+from bot.reply.streamer import ReplyStatus, ReplyStreamer, ReplySurface
+from bot.store.port import CutReply, MessageStatus, NewMessage, Store, StoredMessage
 from bot.turn import SessionKey, Turn
 from bot.types import Message, ModelInfo, Outcome, Response, Role
 from bot.validation import validate_input
@@ -44,7 +45,6 @@ Mend = Callable[[CutReply, str], Awaitable[None]]
 
 CHARS_PER_TOKEN = 4
 PARTIAL_SAVE_INTERVAL = 2.0
-MODEL_INFO_TTL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +104,16 @@ class Engine:
         )
         self.settings = SettingsResolver(store, self.config.defaults)
         self._tools = ToolRegistry(builtin_tools())
-        self._model_info: dict[str, tuple[float, ModelInfo]] = {}
+        self.catalogue = ModelCatalogue(model)
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._commands = CommandRunner(self)
+        self._commands = CommandRunner(
+            settings=self.settings,
+            store=store,
+            sessions=self.sessions,
+            model=model,
+            catalogue=self.catalogue,
+            generator=self.generator,
+        )
         self._cut_replies: list[CutReply] = []
         self._closed = False
 
@@ -138,9 +145,9 @@ class Engine:
         For each reply of ``platform`` that :meth:`start` marked interrupted and that has
         platform messages, ``mend`` is called with the text its last message should show: its
         part of the saved text and the footer ``render_status`` gives for an interrupted reply
-        (see :func:`bot.cut_replies.last_message_text`). A failure (:class:`OllabotError`) is
-        logged and the others are still mended. The platform's cut replies are forgotten
-        afterwards, so a second call (a reconnect) does nothing.
+        (see :func:`bot.conversation.cut_replies.last_message_text`). A failure
+        (:class:`OllabotError`) is logged and the others are still mended. The platform's cut
+        replies are forgotten afterwards, so a second call (a reconnect) does nothing.
 
         Args:
             platform: The adapter's platform ("discord", "matrix").
@@ -208,33 +215,17 @@ class Engine:
     # --- model information --------------------------------------------------------------------
 
     async def model_info(self, name: str) -> ModelInfo:
-        """What Ollama says about ``name`` (cached for a few minutes).
+        """What Ollama says about ``name`` (cached for a few minutes; see :class:`ModelCatalogue`).
 
         Raises:
             ModelNotFoundError: listing the installed models.
             OllamaUnavailableError: when Ollama cannot be reached.
         """
-        now = time.monotonic()
-        cached = self._model_info.get(name)
-        if cached and now - cached[0] < MODEL_INFO_TTL:
-            return cached[1]
-        try:
-            info = await self.model.show(name)
-        except ModelNotFoundError:
-            self._model_info.pop(name, None)
-            raise
-        self._model_info[name] = (now, info)
-        return info
-
-    def forget_model(self, name: str) -> None:
-        self._model_info.pop(name, None)
+        return await self.catalogue.info(name)
 
     async def model_names(self) -> list[str]:
         """Installed model names, for autocompletion; empty when Ollama is down."""
-        try:
-            return [m.name for m in await self.model.list_models()]
-        except OllabotError:
-            return []
+        return await self.catalogue.names()
 
     async def supports_vision(self, key: SessionKey, server: str | None) -> bool:
         settings = await self.settings.effective(key, server)

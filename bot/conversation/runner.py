@@ -1,13 +1,16 @@
-"""Runs platform-free commands for the engine: permission checks, audit, settings, models."""
+"""Runs platform-free commands for the engine: permission checks, audit, settings, models.
+
+The runner is given the few parts of the engine it uses (settings, store, sessions, the model,
+its catalogue and the generator), so it does not import the engine that builds it.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.backend import ChatRequest
-from bot.commands import (
+from bot.conversation.commands import (
     HELP_LINES,
     ChainView,
     Command,
@@ -36,14 +39,15 @@ from bot.commands import (
     SystemShow,
     ThinkSet,
 )
+from bot.conversation.sessions import SessionManager
+from bot.conversation.settings import SettingKey, SettingsResolver, parse_value, target_scope
 from bot.errors import OllabotError
+from bot.model.catalogue import ModelCatalogue
+from bot.model.generation import Generator
+from bot.model.port import ChatModel, ChatRequest
 from bot.prompts import ChainOfThoughtPrompt, parse_chain
-from bot.settings import SettingKey, parse_value, target_scope
-from bot.store import Scope, ScopeKind
+from bot.store.port import Scope, ScopeKind, Store
 from bot.types import ChatMode, PullProgress
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +55,33 @@ _SCOPE_WORDS = {ScopeKind.SERVER: "server", ScopeKind.ROOM: "channel", ScopeKind
 
 
 class CommandRunner:
-    """Executes :data:`bot.commands.Command` values against one engine."""
+    """Executes :data:`bot.conversation.commands.Command` values.
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    Args:
+        settings: Resolves the settings in force for a session.
+        store: History, settings and the audit log.
+        sessions: Queues and running replies (for ``stop`` and ``reset``).
+        model: The chat model backend (``list``, ``pull``).
+        catalogue: Model metadata, to check a ``model set`` name.
+        generator: Streams a chain of thought.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: SettingsResolver,
+        store: Store,
+        sessions: SessionManager,
+        model: ChatModel,
+        catalogue: ModelCatalogue,
+        generator: Generator,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._sessions = sessions
+        self._model = model
+        self._catalogue = catalogue
+        self._generator = generator
 
     async def run(self, ctx: CommandContext, command: Command) -> CommandResult:
         try:
@@ -67,28 +94,27 @@ class CommandRunner:
             return CommandResult("Could not do that", err.user_message, ok=False, ephemeral=True)
 
     async def _dispatch(self, ctx: CommandContext, command: Command) -> CommandResult:
-        engine = self._engine
         match command:
             case ModelShow():
-                settings = await engine.settings.effective(ctx.key, ctx.server)
+                settings = await self._settings.effective(ctx.key, ctx.server)
                 source = settings.sources.get(SettingKey.MODEL, "default")
                 return CommandResult("Model", f"`{settings.model}` (set at: {source})")
             case ModelList():
-                settings = await engine.settings.effective(ctx.key, ctx.server)
-                models = await engine.model.list_models()
+                settings = await self._settings.effective(ctx.key, ctx.server)
+                models = await self._model.list_models()
                 return ModelListView("Installed models", models=models, current=settings.model)
             case ModelSet(name=name, scope=scope):
                 return await self._set(ctx, SettingKey.MODEL, name, scope, check_model=True)
             case ModelPull(name=name):
                 return await self._pull(ctx, name)
             case ModeShow():
-                settings = await engine.settings.effective(ctx.key, ctx.server)
+                settings = await self._settings.effective(ctx.key, ctx.server)
                 modes = ", ".join(m.value for m in ChatMode)
                 return CommandResult("Mode", f"`{settings.mode.value}` (modes: {modes})")
             case ModeSet(mode=mode, scope=scope):
                 return await self._set(ctx, SettingKey.MODE, mode, scope)
             case SystemShow():
-                settings = await engine.settings.effective(ctx.key, ctx.server)
+                settings = await self._settings.effective(ctx.key, ctx.server)
                 return CommandResult("System prompt", settings.system_prompt)
             case SystemSet(text=text, scope=scope):
                 return await self._set(ctx, SettingKey.SYSTEM_PROMPT, text, scope)
@@ -99,7 +125,7 @@ class CommandRunner:
             case Cot(task=task):
                 return await self._chain(ctx, task)
             case SettingsShow():
-                settings = await engine.settings.effective(ctx.key, ctx.server)
+                settings = await self._settings.effective(ctx.key, ctx.server)
                 rows = [
                     SettingRow(
                         k.value, _show(settings.value(k)), settings.sources.get(k, "default")
@@ -108,14 +134,14 @@ class CommandRunner:
                 ]
                 return SettingsView("Settings in force here", rows=rows)
             case Stats():
-                stats = await engine.store.channel_stats(ctx.key.platform, ctx.key.room)
+                stats = await self._store.channel_stats(ctx.key.platform, ctx.key.room)
                 return StatsView("Statistics for this channel", stats=stats)
             case Reset():
-                await engine.sessions.stop(ctx.key)
-                await engine.store.reset_session(ctx.key)
+                await self._sessions.stop(ctx.key)
+                await self._store.reset_session(ctx.key)
                 return CommandResult("Conversation reset", "The bot starts afresh here.")
             case Stop():
-                stopped = await engine.sessions.stop(ctx.key)
+                stopped = await self._sessions.stop(ctx.key)
                 if stopped:
                     return CommandResult("Stopped", "The reply was stopped; its text is kept.")
                 return CommandResult("Nothing to stop", "No reply is being written here.")
@@ -133,12 +159,11 @@ class CommandRunner:
         *,
         check_model: bool = False,
     ) -> CommandResult:
-        engine = self._engine
         scope = target_scope(ctx.key, ctx.server, scope_kind)
         if not ctx.author.is_moderator:
             # Refused before the value is checked, so that every attempt is audited, a
             # malformed one ("mode set evil") too, with what was asked for.
-            current = (await engine.store.get_settings(scope)).get(key.value)
+            current = (await self._store.get_settings(scope)).get(key.value)
             await self._refused(ctx, scope, key.value, current, _audited(raw))
             return Refusal(
                 "Only moderators can change that",
@@ -147,10 +172,10 @@ class CommandRunner:
             )
         value = parse_value(key, raw)
         if check_model:
-            engine.forget_model(str(value))
-            await engine.model_info(str(value))  # ModelNotFoundError lists what is installed
-        old = await engine.store.set_setting(scope, key.value, value)
-        await engine.store.audit(
+            self._catalogue.forget(str(value))
+            await self._catalogue.info(str(value))  # ModelNotFoundError lists what is installed
+        old = await self._store.set_setting(scope, key.value, value)
+        await self._store.audit(
             scope,
             key.value,
             old,
@@ -170,7 +195,7 @@ class CommandRunner:
         self, ctx: CommandContext, scope: Scope, key: str, current: Any, wanted: Any
     ) -> None:
         """Audit and log an attempt the author was not allowed to make."""
-        await self._engine.store.audit(
+        await self._store.audit(
             scope,
             key,
             current,
@@ -192,7 +217,7 @@ class CommandRunner:
                 "Only moderators can pull models",
                 "Pulling downloads gigabytes onto the bot's machine. Nothing was pulled.",
             )
-        model = self._engine.model
+        model = self._model
 
         async def progress() -> AsyncIterator[PullProgress]:
             try:
@@ -201,14 +226,13 @@ class CommandRunner:
             except OllabotError as err:
                 yield PullProgress(status=f"error: {err.user_message}")
                 return
-            self._engine.forget_model(name)
+            self._catalogue.forget(name)
 
         return PullView(f"Pulling `{name}`", model=name, progress=progress())
 
     async def _chain(self, ctx: CommandContext, task: str) -> CommandResult:
-        engine = self._engine
-        settings = await engine.settings.effective(ctx.key, ctx.server)
-        info = await engine.model_info(settings.model)
+        settings = await self._settings.effective(ctx.key, ctx.server)
+        info = await self._catalogue.info(settings.model)
         prompt = ChainOfThoughtPrompt(task=task)
         request = ChatRequest(
             model=settings.model,
@@ -217,7 +241,7 @@ class CommandRunner:
             format=prompt.schema(),
             think=settings.think and info.supports_thinking,
         )
-        response = await engine.generator.stream(request)
+        response = await self._generator.stream(request)
         return ChainView("Chain of thought", chain=parse_chain(response.content))
 
 

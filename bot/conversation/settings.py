@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.config import DefaultsConfig
 from bot.errors import InputRejected
-from bot.store import Scope, ScopeKind, Store
+from bot.store.port import Scope, ScopeKind, Store
 from bot.turn import SessionKey
 from bot.types import ChatMode, ModelConfig
 

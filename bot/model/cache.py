@@ -15,7 +15,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from bot.backend import ChatRequest
+from bot.model.port import ChatRequest
 from bot.types import Message, Outcome, Response
 
 __all__ = ["ResponseCache", "is_deterministic", "request_key"]

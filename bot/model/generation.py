@@ -3,9 +3,9 @@
 Both the engine and ``ChatManager`` generate through :class:`Generator`. What it guarantees:
 
 - **Retries never duplicate text.** A retryable failure (Ollama down, HTTP 5xx, an error line, a
-  dropped connection) is retried with :class:`bot.retry.RetryPolicy` only until the first chunk
-  was handed out. After that the stream ends with ``Outcome.INTERRUPTED``, the partial text kept
-  and ``Response.error`` saying why; the last chunk has ``done=True``.
+  dropped connection) is retried with :class:`bot.model.retry.RetryPolicy` only until the first
+  chunk was handed out. After that the stream ends with ``Outcome.INTERRUPTED``, the partial text
+  kept and ``Response.error`` saying why; the last chunk has ``done=True``.
 - **Errors before any chunk are raised** (from iteration or ``await``) as :mod:`bot.errors` types.
 - **Timeouts**: first token, gap between tokens, and total, each enforced on the wait for the
   next delta (time the consumer holds a chunk is no gap) by a coarse watchdog timer, so a limit
@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from bot.backend import ChatDelta, ChatModel, ChatRequest
 from bot.errors import GenerationTimeout, OllabotError, OllamaError
-from bot.retry import RetryPolicy
+from bot.model.port import ChatDelta, ChatModel, ChatRequest
+from bot.model.retry import RetryPolicy
 from bot.types import Message, Outcome, Response, Role, StreamChunk, ToolCall
 
 __all__ = [
@@ -73,7 +73,7 @@ class Timeouts:
 
 
 class ResponseCacheLike(Protocol):
-    """A cache of whole replies (``bot.cache.ResponseCache`` implements it).
+    """A cache of whole replies (``bot.model.cache.ResponseCache`` implements it).
 
     ``get`` returns ``None`` for requests it does not cache (e.g. sampled ones).
     """
@@ -84,7 +84,7 @@ class ResponseCacheLike(Protocol):
 
 
 class ToolRunnerLike(Protocol):
-    """Runs the model's tool calls (``bot.tools.ToolRegistry`` implements it).
+    """Runs the model's tool calls (``bot.model.tools.ToolRegistry`` implements it).
 
     ``run`` never raises (except ``CancelledError``): a failure comes back as text for the model.
     """
@@ -95,7 +95,7 @@ class ToolRunnerLike(Protocol):
 
 
 class Generator:
-    """Streams replies from a :class:`bot.backend.ChatModel`. See the module docstring.
+    """Streams replies from a :class:`bot.model.port.ChatModel`. See the module docstring.
 
     Args:
         model: The backend.

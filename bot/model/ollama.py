@@ -1,4 +1,4 @@
-"""The Ollama implementation of :class:`bot.backend.ChatModel`, on ``ollama.AsyncClient``.
+"""The Ollama implementation of :class:`bot.model.port.ChatModel`, on ``ollama.AsyncClient``.
 
 This is the only module that imports ``ollama``. Every error the library (or httpx under it)
 raises is translated here, once, into :mod:`bot.errors`:
@@ -28,8 +28,8 @@ import httpx
 import ollama
 import pydantic
 
-from bot.backend import ChatDelta, ChatRequest
 from bot.errors import GenerationTimeout, ModelNotFoundError, OllamaError, OllamaUnavailableError
+from bot.model.port import ChatDelta, ChatRequest
 from bot.types import Message, ModelInfo, PullProgress, ToolCall
 
 __all__ = ["OllamaChatModel"]

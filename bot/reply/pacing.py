@@ -1,7 +1,7 @@
 """Pacers: how often a destination (a Discord channel, a Matrix room) may get a send or an edit.
 
-Every pacer implements :class:`bot.streaming.Pacer`. One pacer is shared by all the replies going
-to one destination (see :class:`PacerPool`), because the platform's budget is per destination.
+Every pacer implements :class:`bot.reply.streamer.Pacer`. One pacer is shared by all the replies
+going to one destination (see :class:`PacerPool`), because the platform's budget is per destination.
 Waiters are served first come, first served, so one long reply cannot starve another in the same
 channel. A 429 (``penalize``) blocks the destination until ``retry_after`` and slows the pacer
 down, so the same refusal does not come straight back.

@@ -1,11 +1,11 @@
 """Turn a stream of model chunks into paced send/edit operations on a platform message.
 
 The engine decides what text to show and when; the adapter only knows how to show it, through
-a :class:`ReplySurface` (the port lives in :mod:`bot.surface` and is re-exported here). A
+a :class:`ReplySurface` (the port lives in :mod:`bot.reply.surface` and is re-exported here). A
 :class:`ReplyStreamer` shows the first token at once, then edits the message with the newest
 text each time the destination's :class:`Pacer` allows one more operation (edits that went
 stale while waiting are never sent), opens continuation messages when the platform's limit is
-reached (see :mod:`bot.splitting`), rides out 429s, and ends with a final edit carrying the
+reached (see :mod:`bot.reply.splitting`), rides out 429s, and ends with a final edit carrying the
 whole reply and the surface's status footer.
 """
 
@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
-from bot.splitting import Fence, Part, max_reserve, next_cut
-from bot.surface import Pacer, ReplyStatus, ReplySurface
+from bot.reply.splitting import Fence, Part, max_reserve, next_cut
+from bot.reply.surface import Pacer, ReplyStatus, ReplySurface
 from bot.types import Outcome, StreamChunk
 
 __all__ = [
@@ -141,7 +141,7 @@ class ReplyStreamer:
         log_extra: Fields added to every log record (session, request ids).
 
     Raises:
-        ValueError: The surface's ``max_chars`` is below :data:`bot.splitting.MIN_MAX_CHARS`.
+        ValueError: The surface's ``max_chars`` is below :data:`bot.reply.splitting.MIN_MAX_CHARS`.
     """
 
     def __init__(
@@ -181,7 +181,7 @@ class ReplyStreamer:
         self._thinking_shown = 0
         self._answer_started = False
 
-        # Parts already decided; they never change (see bot.splitting.next_cut).
+        # Parts already decided; they never change (see bot.reply.splitting.next_cut).
         self._frozen: list[Part] = []
         self._frozen_texts: list[tuple[str, int]] = []
         self._settled = 0  # leading messages that show their frozen part: never touched again

@@ -1,7 +1,7 @@
 """The port a platform implements to show a reply: a surface to send and edit messages on,
 and the pacer that guards the destination's rate limit.
 
-Adapters implement :class:`ReplySurface`; :class:`bot.streaming.ReplyStreamer` drives it.
+Adapters implement :class:`ReplySurface`; :class:`bot.reply.streamer.ReplyStreamer` drives it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The port to persistent storage: sessions, messages, settings per scope, an audit log.
 
-``SqliteStore`` (in :mod:`bot.sqlite_store`) is the embedded default; a server database can
+``SqliteStore`` (in :mod:`bot.store.sqlite`) is the embedded default; a server database can
 replace it by implementing :class:`Store`. Every method raises :class:`bot.errors.StoreError`
 when the database fails (locked, disk full), never a driver exception.
 """

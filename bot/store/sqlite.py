@@ -1,4 +1,4 @@
-"""The embedded :class:`bot.store.Store`: one SQLite file through aiosqlite.
+"""The embedded :class:`bot.store.port.Store`: one SQLite file through aiosqlite.
 
 The only module that imports ``aiosqlite``. The file runs in WAL mode with
 ``synchronous=NORMAL`` (a commit is durable against a process crash, and against power loss up to
@@ -28,8 +28,8 @@ from typing import Any, Self
 import aiosqlite
 
 from bot.errors import StoreError
-from bot.migrations import LATEST_VERSION, MIGRATIONS
-from bot.store import (
+from bot.store.migrations import LATEST_VERSION, MIGRATIONS
+from bot.store.port import (
     AuditEntry,
     ChannelStats,
     CutReply,
@@ -256,7 +256,7 @@ async def migrate(path: str | Path, *, version: int = LATEST_VERSION) -> int:
 
 
 class SqliteStore:
-    """A :class:`bot.store.Store` in one SQLite file. Safe for concurrent callers in one loop.
+    """A :class:`bot.store.port.Store` in one SQLite file. Safe for concurrent callers in one loop.
 
     Use as ``async with SqliteStore(path) as store:`` or call :meth:`open` and :meth:`close`.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from adapters.console.surface import ConsoleSurface
-from bot.streaming import ReplyStatus
+from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
 
 

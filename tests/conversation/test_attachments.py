@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.attachments import compose_prompt
+from bot.conversation.attachments import compose_prompt
 from bot.turn import Attachment
 from bot.types import ModelInfo
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from bot.config import BotConfig
-from bot.cut_replies import INTERRUPTED_BY_RESTART, last_message_text, shown_parts
-from bot.engine import Engine
+from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, last_message_text, shown_parts
+from bot.conversation.engine import Engine
 from bot.errors import ChatError
-from bot.splitting import unsplit
-from bot.sqlite_store import SqliteStore
-from bot.store import CutReply, MessageStatus, NewMessage
-from bot.streaming import ReplyStatus
+from bot.reply.splitting import unsplit
+from bot.reply.streamer import ReplyStatus
+from bot.store.port import CutReply, MessageStatus, NewMessage
+from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
 from bot.types import Outcome, Role
-from tests.engine.test_engine import KEY, make_config, make_engine, turn
+from tests.conversation.test_engine import KEY, make_config, make_engine, turn
 from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.fakes.fake_surface import FakeSurface, GatePacer, default_footer
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.commands import (
+from bot.config import BotConfig
+from bot.conversation.commands import (
     ChainView,
     CommandContext,
     Cot,
@@ -23,11 +24,10 @@ from bot.commands import (
     Stats,
     StatsView,
 )
-from bot.config import BotConfig
-from bot.engine import Engine
-from bot.ollama_backend import OllamaChatModel
-from bot.sqlite_store import SqliteStore
-from bot.store import MessageStatus, NewMessage, Scope, ScopeKind
+from bot.conversation.engine import Engine
+from bot.model.ollama import OllamaChatModel
+from bot.store.port import MessageStatus, NewMessage, Scope, ScopeKind
+from bot.store.sqlite import SqliteStore
 from bot.turn import Attachment, Author, SessionKey, Turn
 from bot.types import Outcome, Role
 from tests.fakes.fake_ollama import FakeOllama, Reply

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.history import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, trim_to_budget
+from bot.conversation.history import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, trim_to_budget
 from bot.types import Message, Role, ToolCall
 
 

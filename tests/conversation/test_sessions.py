@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from bot.conversation.sessions import SessionManager
 from bot.errors import Busy
-from bot.sessions import SessionManager
 from bot.turn import SessionKey
 
 KEY = SessionKey("test", "room")

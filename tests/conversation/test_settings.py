@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import (
+from bot.config import DefaultsConfig
+from bot.conversation.commands import (
     Cot,
     ModelList,
     ModelPull,
@@ -19,11 +20,16 @@ from bot.commands import (
     ThinkSet,
     parse_command,
 )
-from bot.config import DefaultsConfig
+from bot.conversation.settings import (
+    SettingKey,
+    SettingsResolver,
+    parse_value,
+    scopes_for,
+    target_scope,
+)
 from bot.errors import InputRejected
-from bot.settings import SettingKey, SettingsResolver, parse_value, scopes_for, target_scope
-from bot.sqlite_store import SqliteStore
-from bot.store import Scope, ScopeKind
+from bot.store.port import Scope, ScopeKind
+from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
 from bot.types import ChatMode
 

@@ -8,12 +8,12 @@ import json
 import pytest
 
 from bot.batch import process_message_batch
-from bot.cache import ResponseCache
 from bot.chat_manager import ChatManager
 from bot.errors import ChatError, InputRejected, ModelNotFoundError
-from bot.ollama_backend import OllamaChatModel
+from bot.model.cache import ResponseCache
+from bot.model.ollama import OllamaChatModel
+from bot.model.retry import RetryPolicy
 from bot.prompts import ChainOfThoughtPrompt, ChainResult
-from bot.retry import RetryPolicy
 from bot.types import ChatMode, Message, ModelConfig, Outcome, Role
 from tests.fakes.fake_ollama import FakeOllama, Reply
 

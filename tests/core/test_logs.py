@@ -114,7 +114,7 @@ def test_secret_named_extra_fields_are_redacted_whatever_their_value(output: io.
 
 def test_interaction_record_has_counters_and_no_bodies_by_default(output: io.StringIO) -> None:
     log_interaction(
-        logging.getLogger("bot.engine"),
+        logging.getLogger("bot.conversation.engine"),
         session="discord:1:2",
         model="llama3.2",
         mode="balanced",
@@ -144,7 +144,7 @@ def test_interaction_bodies_are_logged_when_asked_and_still_redacted() -> None:
     stream = io.StringIO()
     configure_logging("INFO", stream=stream, log_bodies=True)
     log_interaction(
-        logging.getLogger("bot.engine"),
+        logging.getLogger("bot.conversation.engine"),
         session="s",
         model="m",
         mode="code",

@@ -12,9 +12,9 @@ import pytest
 
 from adapters.discord import DiscordBot, DiscordConfig, running_bot
 from bot.config import BotConfig, LimitsConfig
-from bot.engine import Engine
-from bot.ollama_backend import OllamaChatModel
-from bot.sqlite_store import SqliteStore
+from bot.conversation.engine import Engine
+from bot.model.ollama import OllamaChatModel
+from bot.store.sqlite import SqliteStore
 from tests.fakes.fake_discord import (
     PERM_MANAGE_CHANNELS,
     FakeChannel,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from adapters.discord import DiscordBot, running_bot
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from tests.discord.conftest import World, discord_config
 from tests.fakes.fake_discord import FakeInteraction
 from tests.fakes.fake_ollama import FakeOllama, Reply

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.discord import DiscordBot, running_bot
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from tests.discord.conftest import EngineFactory, World, discord_config
 from tests.discord.helpers import finished_reply, without_footer
 from tests.fakes.fake_ollama import FakeOllama

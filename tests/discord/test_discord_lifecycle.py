@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from adapters.discord import run_discord, running_bot
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from bot.errors import ConfigError
 from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, without_footer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adapters.discord.render import render_footer
 from adapters.discord.turns import thread_name
-from bot.streaming import ReplyStatus
+from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
 
 

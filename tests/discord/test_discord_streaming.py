@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from adapters.discord import DiscordBot, running_bot
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, reassemble, without_footer
 from tests.fakes.fake_discord import ChannelLimiter

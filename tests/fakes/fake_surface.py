@@ -1,4 +1,4 @@
-"""In-memory :class:`bot.streaming.ReplySurface` fakes and a hand-driven pacer.
+"""In-memory :class:`bot.reply.streamer.ReplySurface` fakes and a hand-driven pacer.
 
 - :class:`FakeSurface` behaves like a platform channel: it enforces ``max_chars`` and refuses
   empty messages (as Discord does), can answer chosen calls with a 429 or another error, and
@@ -17,8 +17,8 @@ from itertools import count
 from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
-from bot.pacing import IntervalPacer
-from bot.streaming import Pacer, ReplyStatus
+from bot.reply.pacing import IntervalPacer
+from bot.reply.streamer import Pacer, ReplyStatus
 from bot.types import Outcome
 
 _WAIT_LIMIT = 5.0  # seconds; only reached when a test is already failing

@@ -19,9 +19,9 @@ import pytest
 
 from adapters.matrix import MatrixBot, MatrixConfig
 from bot.config import BotConfig, LimitsConfig
-from bot.engine import Engine
-from bot.ollama_backend import OllamaChatModel
-from bot.sqlite_store import SqliteStore
+from bot.conversation.engine import Engine
+from bot.model.ollama import OllamaChatModel
+from bot.store.sqlite import SqliteStore
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.synapse import SynapseServer
 

@@ -12,8 +12,8 @@ import pytest
 
 from adapters.matrix.render import content
 from adapters.matrix.surface import send_checked
-from bot.cut_replies import INTERRUPTED_BY_RESTART, shown_parts
-from bot.store import MessageStatus, NewMessage
+from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, shown_parts
+from bot.store.port import MessageStatus, NewMessage
 from bot.turn import SessionKey
 from bot.types import Role
 from tests.matrix.conftest import Human, StartBot, eventually

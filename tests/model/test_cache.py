@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.backend import ChatRequest
-from bot.cache import ResponseCache, is_deterministic, request_key
+from bot.model.cache import ResponseCache, is_deterministic, request_key
+from bot.model.port import ChatRequest
 from bot.types import Message, Outcome, Response, Role, ToolCall
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from bot.backend import ChatRequest
-from bot.cache import ResponseCache
 from bot.errors import (
     GenerationTimeout,
     InputRejected,
@@ -18,9 +16,11 @@ from bot.errors import (
     OllamaError,
     OllamaUnavailableError,
 )
-from bot.generation import Generator, ResponseStream, Timeouts
-from bot.ollama_backend import OllamaChatModel
-from bot.retry import RetryPolicy, is_retryable
+from bot.model.cache import ResponseCache
+from bot.model.generation import Generator, ResponseStream, Timeouts
+from bot.model.ollama import OllamaChatModel
+from bot.model.port import ChatRequest
+from bot.model.retry import RetryPolicy, is_retryable
 from bot.types import Message, Outcome, Response, Role, StreamChunk, ToolCall
 from tests.fakes.fake_ollama import FakeOllama, Reply
 
@@ -522,13 +522,13 @@ async def test_interrupted_replies_are_not_cached(
 async def test_aclose_during_retry_backoff_stops_without_waiting_it_out(
     backend: OllamaChatModel, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.retry")  # whatever other tests set
+    caplog.set_level(logging.WARNING, logger="bot.model.retry")  # whatever other tests set
     await fake_ollama.stop()
     generator = Generator(backend, retry=RetryPolicy(attempts=5, initial=30.0, maximum=30.0))
     stream = generator.stream(ask())
     backing_off = asyncio.Event()
     handler = _SignalHandler(backing_off)
-    logging.getLogger("bot.retry").addHandler(handler)
+    logging.getLogger("bot.model.retry").addHandler(handler)
     try:
         consumer = asyncio.create_task(chunks_of(stream))
         await asyncio.wait_for(backing_off.wait(), 5)  # first attempt refused; 30 s sleep begins
@@ -536,7 +536,7 @@ async def test_aclose_during_retry_backoff_stops_without_waiting_it_out(
         await stream.aclose()
         await consumer
     finally:
-        logging.getLogger("bot.retry").removeHandler(handler)
+        logging.getLogger("bot.model.retry").removeHandler(handler)
 
     assert stream.response is not None
     assert stream.response.outcome is Outcome.STOPPED
@@ -583,10 +583,10 @@ async def test_each_retry_is_logged(
     generator: Generator, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_ollama.script(Reply(status=500, error_message="first failure"))
-    with caplog.at_level(logging.WARNING, logger="bot.retry"):
+    with caplog.at_level(logging.WARNING, logger="bot.model.retry"):
         await generator.stream(ask())
 
-    retries = [r for r in caplog.records if r.name == "bot.retry"]
+    retries = [r for r in caplog.records if r.name == "bot.model.retry"]
     assert len(retries) == 1
     assert "attempt 1 failed" in retries[0].getMessage()
     assert "first failure" in retries[0].getMessage()

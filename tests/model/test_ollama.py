@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.backend import ChatDelta, ChatRequest
 from bot.errors import ModelNotFoundError, OllamaError, OllamaUnavailableError
-from bot.ollama_backend import OllamaChatModel
+from bot.model.ollama import OllamaChatModel
+from bot.model.port import ChatDelta, ChatRequest
 from bot.types import Message, Role, ToolCall
 from tests.fakes.fake_ollama import FakeOllama, Reply
 
@@ -281,7 +281,7 @@ async def test_host_is_the_url_it_talks_to(
 def test_streamed_line_of_the_wrong_shape_is_rejected_not_passed_on() -> None:
     # Lines are read without pydantic (see _LeanClient); a malformed one must still fail loudly
     # (the backend translates _MalformedLine into "Ollama sent an unexpected answer").
-    from bot.ollama_backend import _line_delta, _MalformedLine
+    from bot.model.ollama import _line_delta, _MalformedLine
 
     with pytest.raises(_MalformedLine):
         _line_delta(message="not an object", done=False)

@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from bot.tools import (
+from bot.model.tools import (
     CalculationError,
     Tool,
     ToolRegistry,

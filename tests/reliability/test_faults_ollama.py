@@ -16,9 +16,9 @@ import pytest
 
 from adapters.discord import DiscordBot, running_bot
 from bot.config import BotConfig
-from bot.engine import Engine
-from bot.ollama_backend import OllamaChatModel
-from bot.sqlite_store import SqliteStore
+from bot.conversation.engine import Engine
+from bot.model.ollama import OllamaChatModel
+from bot.store.sqlite import SqliteStore
 from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, without_footer
 from tests.fakes.fake_discord import FakeChannel, FakeMessage

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.discord import DiscordBot, running_bot
-from bot.engine import Engine
+from bot.conversation.engine import Engine
 from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, without_footer
 from tests.fakes.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser

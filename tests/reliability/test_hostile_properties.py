@@ -3,7 +3,7 @@
 Each property says what may happen to any input: the parsers and validators either return a value
 that keeps every visible character (no lost text) or raise :class:`bot.errors.InputRejected` with
 a line fit to show the user; nothing else escapes. Reply splitting already has its own properties
-(``tests/engine/test_splitting.py``); here the Matrix side is covered: event parsing, addressing,
+(``tests/reply/test_splitting.py``); here the Matrix side is covered: event parsing, addressing,
 the command prefix, and the HTML that model output becomes.
 """
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from adapters.discord.render import MAX_CONTENT, clip
 from adapters.matrix.addressing import Facts, addressed, parse_message, strip_mention
 from adapters.matrix.render import content, edit_content, render_html
-from bot.commands import (
+from bot.conversation.commands import (
     Cot,
     ModelPull,
     ModelSet,
@@ -29,7 +29,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.errors import InputRejected
-from bot.splitting import fence_state, split_reply, unsplit
+from bot.reply.splitting import fence_state, split_reply, unsplit
 from bot.validation import validate_input, validate_system_prompt
 
 T = TypeVar("T")
@@ -318,7 +318,7 @@ def test_discord_results_are_clipped_to_one_message_keeping_their_start(text: st
         assert text.startswith(shown[:-1])
 
 
-# --- reply splitting: a case hypothesis found (bot/splitting.py) ---------------------------------
+# --- reply splitting: a case hypothesis found (bot/reply/splitting.py) ----------------------------
 
 
 @pytest.mark.parametrize(

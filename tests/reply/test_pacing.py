@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.pacing import IntervalPacer, PacerPool, TokenBucketPacer
-from bot.streaming import Pacer
+from bot.reply.pacing import IntervalPacer, PacerPool, TokenBucketPacer
+from bot.reply.streamer import Pacer
 
 
 class FakeClock:

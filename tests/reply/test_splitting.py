@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from bot.splitting import (
+from bot.reply.splitting import (
     MIN_MAX_CHARS,
     Fence,
     Part,
@@ -197,7 +197,7 @@ _fence_lines = st.builds(
 _pieces = st.one_of(
     st.text(min_size=1, max_size=40),
     st.text(alphabet="ab `~\n\t é🙂", min_size=1, max_size=40),
-    # What str.splitlines() would break on but a Markdown line does not (see bot.splitting).
+    # What str.splitlines() would break on but a Markdown line does not (see bot.reply.splitting).
     st.text(alphabet="a~`\r\n \x0b\x1c\u2028\x85", min_size=1, max_size=20),
     st.sampled_from(["\n", "\n\n", "\r\n", "\r\n\r\n", " ", "```", "~~~", "  ```", "- item\n"]),
     _fence_lines,

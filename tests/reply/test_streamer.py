@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import ModelNotFoundError, OllabotError, OllamaError
-from bot.splitting import fence_state, split_reply, unsplit
-from bot.streaming import (
+from bot.reply.splitting import fence_state, split_reply, unsplit
+from bot.reply.streamer import (
     PLACEHOLDER,
     THINKING_MARK,
     Operation,
@@ -21,8 +21,8 @@ from bot.streaming import (
     StreamedReply,
 )
 from bot.types import Outcome, StreamChunk
-from tests.engine.test_splitting import texts
 from tests.fakes.fake_surface import FakeSurface, GatePacer, NoopSurface, default_footer
+from tests.reply.test_splitting import texts
 
 DONE = ReplyStatus(Outcome.COMPLETE, model="llama3.2", tokens_per_second=42.0)
 
@@ -67,7 +67,7 @@ async def test_first_text_is_visible_after_the_first_chunk() -> None:
 
 
 async def test_first_send_does_not_wait_for_the_pacer_when_budget_allows() -> None:
-    from bot.pacing import TokenBucketPacer
+    from bot.reply.pacing import TokenBucketPacer
 
     # A pacer that would make anyone without a token wait an hour.
     surface = FakeSurface(pacer=TokenBucketPacer(rate=1 / 3600, burst=1))
@@ -182,7 +182,7 @@ async def test_rate_limited_send_and_edit_are_retried_with_the_newest_text() -> 
 
 
 async def test_final_edit_is_retried_through_429s_with_a_real_pacer() -> None:
-    from bot.pacing import TokenBucketPacer
+    from bot.reply.pacing import TokenBucketPacer
 
     surface = FakeSurface(
         pacer=TokenBucketPacer(rate=1000.0, burst=5), fail_with_429=[1, 2, 3], retry_after=0.001
@@ -202,7 +202,7 @@ async def test_final_edit_gives_up_after_bounded_attempts_with_an_error_logged(
     surface = FakeSurface(pacer=pacer, fail_with_429=range(1, 1000))
     streamer = ReplyStreamer(surface, max_attempts=3)
     await streamer.feed(answer("Hi"))
-    with caplog.at_level(logging.ERROR, logger="bot.streaming"):
+    with caplog.at_level(logging.ERROR, logger="bot.reply.streamer"):
         reply = await streamer.finish(DONE)
     assert not reply.delivered
     assert surface.texts == ["Hi"]
@@ -404,8 +404,8 @@ def test_any_chunking_and_limit_shows_exactly_the_answer(
 
 
 async def test_replies_sharing_a_channel_pacer_take_turns() -> None:
-    from bot.pacing import TokenBucketPacer
-    from tests.engine.test_pacing import FakeClock
+    from bot.reply.pacing import TokenBucketPacer
+    from tests.reply.test_pacing import FakeClock
 
     clock = FakeClock()
     pacer = TokenBucketPacer(rate=1.0, burst=1, clock=clock, sleep=clock.sleep)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
-from bot.migrations import LATEST_VERSION
-from bot.sqlite_store import _CONTEXT_SQL, SqliteStore, migrate, store_error
-from bot.store import MessageStatus, NewMessage, Scope, ScopeKind
+from bot.store.migrations import LATEST_VERSION
+from bot.store.port import MessageStatus, NewMessage, Scope, ScopeKind
+from bot.store.sqlite import _CONTEXT_SQL, SqliteStore, migrate, store_error
 from bot.turn import SessionKey
 from bot.types import Role
 

@@ -1,4 +1,4 @@
-"""The contract of :class:`bot.store.Store`, run against every implementation.
+"""The contract of :class:`bot.store.port.Store`, run against every implementation.
 
 Each case talks to the store only through the protocol. ``make_store`` builds a new, unopened
 store over the same backing data each time it is called, so restarts are real: close one
@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
-from bot.sqlite_store import SqliteStore
-from bot.store import (
+from bot.store.port import (
     CutReply,
     MessageStatus,
     NewMessage,
@@ -26,6 +25,7 @@ from bot.store import (
     Store,
     StoredMessage,
 )
+from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
 from bot.types import Role
 

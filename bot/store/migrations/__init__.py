@@ -1,4 +1,4 @@
-"""Numbered, forward-only schema migrations for :class:`bot.sqlite_store.SqliteStore`.
+"""Numbered, forward-only schema migrations for :class:`bot.store.sqlite.SqliteStore`.
 
 Each migration is a tuple of SQL statements that the store runs in one transaction and then
 records in ``schema_version``. Never edit a released migration: add the next number. Statements
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.migrations import v01_initial, v02_message_duration, v03_events, v04_message_refs
+from bot.store.migrations import v01_initial, v02_message_duration, v03_events, v04_message_refs
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
 
