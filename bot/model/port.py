@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.types import Message, ModelInfo, PullProgress, ToolCall
+from bot.types import Message, ModelInfo, PullProgress, Response, ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +77,25 @@ class ChatModel(Protocol):
     async def version(self) -> str: ...
 
     async def close(self) -> None: ...
+
+
+class ResponseCacheLike(Protocol):
+    """A cache of whole replies (``bot.model.cache.ResponseCache`` implements it).
+
+    ``get`` returns ``None`` for requests it does not cache (e.g. sampled ones).
+    """
+
+    def get(self, request: ChatRequest) -> Response | None: ...
+
+    def put(self, request: ChatRequest, response: Response) -> None: ...
+
+
+class ToolRunnerLike(Protocol):
+    """Runs the model's tool calls (``bot.model.tools.ToolRegistry`` implements it).
+
+    ``run`` never raises (except ``CancelledError``): a failure comes back as text for the model.
+    """
+
+    def schemas(self) -> list[dict[str, Any]]: ...
+
+    async def run(self, call: ToolCall) -> str: ...
