@@ -12,8 +12,8 @@ text they show and only the last one is edited.
 
 from __future__ import annotations
 
+from bot.reply.layout import PLACEHOLDER
 from bot.reply.splitting import Fence, Part, next_cut
-from bot.reply.streamer import PLACEHOLDER
 
 __all__ = ["INTERRUPTED_BY_RESTART", "last_message_text", "shown_parts"]
 

@@ -16,16 +16,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
-from bot.reply.splitting import Fence, Part, max_reserve, next_cut
+from bot.reply.layout import PLACEHOLDER, THINKING_MARK, ReplyLayout
+from bot.reply.report import Operation, StreamedReply
 from bot.reply.surface import Pacer, ReplyStatus, ReplySurface
 from bot.types import Outcome, StreamChunk
 
 __all__ = [
+    "PLACEHOLDER",
+    "THINKING_MARK",
     "Operation",
     "Pacer",
     "ReplyStatus",
@@ -37,72 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One send or edit the streamer made (for benchmarks of latency and lag).
-
-    Attributes:
-        at: ``time.monotonic()`` (or the injected clock) when the operation succeeded.
-        kind: "send" or "edit".
-        message_id: The message sent or edited.
-        length: Characters in that message afterwards.
-        visible: Characters of the reply's display text (thinking block + answer) visible in
-            all its messages afterwards.
-        final: Whether it was made after :meth:`ReplyStreamer.finish` was called.
-    """
-
-    at: float
-    kind: Literal["send", "edit"]
-    message_id: str
-    length: int
-    visible: int
-    final: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StreamedReply:
-    """What a finished :class:`ReplyStreamer` did.
-
-    Attributes:
-        text: The model's answer, exactly as streamed (no thinking, no footer, no notice).
-        message_ids: The platform messages that show the reply, in order.
-        edits: Successful edits.
-        sends: Successful sends.
-        rate_limited: 429s met on the way.
-        parts: How the display text was split (``unsplit(parts)`` is the display text: the
-            thinking block when shown, the answer, then any error or empty-answer notice).
-        thinking: The model's thinking text (shown or not).
-        operations: Every successful operation, in order.
-        delivered: Whether the final state reached the platform (``False`` after giving up).
-        status: The status the reply was finished with.
-    """
-
-    text: str
-    message_ids: tuple[str, ...]
-    edits: int
-    sends: int
-    rate_limited: int
-    parts: tuple[Part, ...] = ()
-    thinking: str = ""
-    operations: tuple[Operation, ...] = ()
-    delivered: bool = True
-    status: ReplyStatus | None = None
-
-
-THINKING_MARK = "> \N{THOUGHT BALLOON} "
-"""How a shown thinking block starts (a Markdown blockquote)."""
-
-PLACEHOLDER = "\N{HORIZONTAL ELLIPSIS}"
-"""Shown for a message whose part is only whitespace (platforms refuse empty messages)."""
-
 _UNEXPECTED = "Something went wrong while answering."
-
-_EMPTY_NOTICES: Mapping[Outcome, str] = {
-    Outcome.COMPLETE: "(The model returned an empty answer.)",
-    Outcome.STOPPED: "(Stopped before any answer.)",
-    Outcome.INTERRUPTED: "(Interrupted before any answer.)",
-    Outcome.ERROR: "(The reply failed.)",
-}
 
 
 class ReplyStreamer:
@@ -160,35 +97,18 @@ class ReplyStreamer:
     ) -> None:
         self._surface = surface
         self._pacer = surface.pacer
-        self._max_chars = surface.max_chars
-        next_cut("", 0, self._max_chars, more_coming=False)  # validates max_chars early
-        self._show_thinking = show_thinking
+        self._layout = ReplyLayout(
+            surface.max_chars, show_thinking=show_thinking, max_thinking_chars=max_thinking_chars
+        )
         self._typing_interval = typing_interval
         self._typing_limit = typing_limit
-        self._max_thinking_chars = max_thinking_chars
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
         self._clock = clock
         self._on_operation = on_operation
         self._log_extra = dict(log_extra or {})
 
-        self._answer: list[str] = []
-        self._thinking: list[str] = []
-        # The display text (thinking block, then answer) after the frozen parts, in pieces:
-        # per-flush work stays proportional to one message, not to the whole reply.
-        self._live: list[str] = []
-        self._has_head = False
-        self._thinking_shown = 0
-        self._answer_started = False
-
-        # Parts already decided; they never change (see bot.reply.splitting.next_cut).
-        self._frozen: list[Part] = []
-        self._frozen_texts: list[tuple[str, int]] = []
         self._settled = 0  # leading messages that show their frozen part: never touched again
-        self._version = 0  # bumped by every visible change; keys the cache below
-        self._desired_cache: tuple[int, list[tuple[str, int]]] | None = None
-        self._cut_fence: Fence | None = None
-        self._final: tuple[list[Part], list[tuple[str, int]]] | None = None
 
         self._ids: list[str] = []
         self._shown: list[str] = []
@@ -203,8 +123,6 @@ class ReplyStreamer:
         self._dirty = asyncio.Event()
         self._first_visible = asyncio.Event()
         self._finishing = False
-        self._status: ReplyStatus | None = None
-        self._footer = ""
         self._flusher: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
         self._result: StreamedReply | None = None
@@ -225,27 +143,13 @@ class ReplyStreamer:
         """
         if self._finishing:
             raise RuntimeError("ReplyStreamer.push() after finish()")
-        if chunk.thinking:
-            self._push_thinking(chunk.thinking)
+        layout = self._layout
+        if chunk.thinking and layout.add_thinking(chunk.thinking) and not self._dirty.is_set():
+            self._wake()
         content = chunk.content
         if content:
-            if not self._answer_started:
-                self._answer_started = True
-                if self._has_head:
-                    self._live.append("\n\n")
-            self._answer.append(content)
-            self._live.append(content)
-            self._version += 1
+            layout.add_answer(content)
             if not self._dirty.is_set():  # else the flusher is already due (see _wake)
-                self._wake()
-
-    def _push_thinking(self, thinking: str) -> None:
-        self._thinking.append(thinking)
-        # Thinking that arrives after the answer started is kept but not shown: the displayed
-        # text only ever grows at its end, so frozen parts stay valid.
-        if self._show_thinking and not self._answer_started and self._show_more_thinking(thinking):
-            self._version += 1
-            if not self._dirty.is_set():
                 self._wake()
 
     def _wake(self) -> None:
@@ -277,10 +181,8 @@ class ReplyStreamer:
             return self._result
         if not self._finishing:
             self._finishing = True
-            self._status = status
             self._failures = 0
-            self._footer = self._fit_footer(self._surface.render_status(status))
-            self._version += 1
+            self._layout.finish(status, self._surface.render_status(status))
         self._ensure_flusher()
         self._dirty.set()
         flusher = self._flusher
@@ -291,7 +193,7 @@ class ReplyStreamer:
             await self.aclose()
             raise
         await self._stop_typing()
-        parts, _ = self._final_state()
+        parts, _ = self._layout.final_state()
         self._result = StreamedReply(
             text=self.text,
             message_ids=tuple(self._ids),
@@ -299,7 +201,7 @@ class ReplyStreamer:
             sends=self._sends,
             rate_limited=self._rate_limited,
             parts=tuple(parts),
-            thinking="".join(self._thinking),
+            thinking=self._layout.thinking,
             operations=tuple(self._operations),
             delivered=not self._gave_up,
             status=status,
@@ -353,9 +255,7 @@ class ReplyStreamer:
     @property
     def text(self) -> str:
         """The answer so far."""
-        if len(self._answer) > 1:
-            self._answer[:] = ["".join(self._answer)]
-        return self._answer[0] if self._answer else ""
+        return self._layout.text
 
     @property
     def message_ids(self) -> tuple[str, ...]:
@@ -367,107 +267,16 @@ class ReplyStreamer:
         """Whether typing notifications are still being sent."""
         return self._typing is not None and not self._typing.done()
 
-    # --- what to show ---------------------------------------------------------------------------
-
-    def _show_more_thinking(self, thinking: str) -> bool:
-        room = self._max_thinking_chars - self._thinking_shown
-        if room <= 0:
-            return False
-        if not self._has_head:
-            self._has_head = True
-            self._live.append(THINKING_MARK)
-        piece = thinking[:room]
-        self._thinking_shown += len(piece)
-        self._live.append(piece.replace("\n", "\n> "))
-        if len(thinking) > room:
-            self._live.append(" " + PLACEHOLDER)
-            self._thinking_shown = self._max_thinking_chars
-        return True
-
-    def _tail(self) -> str:
-        """The display text not yet in a frozen part."""
-        if len(self._live) > 1:
-            self._live[:] = ["".join(self._live)]
-        return self._live[0] if self._live else ""
-
-    def _notice(self) -> str:
-        """What the reply adds so the user sees its outcome: the error, or why it is empty."""
-        status = self._status
-        assert status is not None
-        blank = not self.text.strip()
-        # The footer usually says what went wrong; when it does not, the text must.
-        if status.error and status.error not in self._footer:
-            notice = f"\N{WARNING SIGN} {status.error}"
-        elif blank and not status.error:
-            notice = _EMPTY_NOTICES[status.outcome]
-        else:
-            return ""
-        before = self._has_head or not blank
-        return ("\n\n" if before else "") + notice
-
-    def _fit_footer(self, footer: str) -> str:
-        room = max_reserve(self._max_chars) - 1  # one for the newline before it
-        if len(footer) > room:
-            footer = footer[: room - 1] + PLACEHOLDER
-        return footer
-
-    def _final_state(self) -> tuple[list[Part], list[tuple[str, int]]]:
-        if self._final is None:
-            display = self._tail() + self._notice()
-            parts = list(self._frozen)
-            start, fence = 0, self._cut_fence
-            reserve = len(self._footer) + 1 if self._footer else 0
-            while (
-                cut := next_cut(
-                    display, start, self._max_chars, fence=fence, more_coming=False, reserve=reserve
-                )
-            ) is not None:
-                parts.append(cut.part)
-                start, fence = cut.end, cut.fence
-            texts = [(_render(part), len(part.body)) for part in parts]
-            last = parts[-1].text if parts and parts[-1].body.strip() else ""
-            if self._footer:
-                last = f"{last}\n{self._footer}" if last.strip() else self._footer
-            if parts:
-                texts[-1] = (last or PLACEHOLDER, len(parts[-1].body))
-            else:
-                texts = [(last or PLACEHOLDER, 0)]
-            self._final = (parts, texts)
-        return self._final
-
-    def _desired(self) -> list[tuple[str, int]]:
-        """The messages as they should look now: (text, body length) each."""
-        if self._finishing:
-            return self._final_state()[1]
-        if self._desired_cache is not None and self._desired_cache[0] == self._version:
-            return self._desired_cache[1]
-        tail = self._tail()
-        frozen_any = False
-        while (
-            cut := next_cut(tail, 0, self._max_chars, fence=self._cut_fence, more_coming=True)
-        ) is not None:
-            self._frozen.append(cut.part)
-            self._frozen_texts.append((_render(cut.part), len(cut.part.body)))
-            self._cut_fence = cut.fence
-            tail = tail[cut.end :]
-            frozen_any = True
-        if frozen_any:
-            self._live[:] = [tail]
-        desired = list(self._frozen_texts)
-        preview = next_cut(tail, 0, self._max_chars, fence=self._cut_fence, more_coming=False)
-        # A part of nothing but whitespace waits for text rather than showing a placeholder.
-        if preview is not None and preview.part.body.strip():
-            desired.append((preview.part.text, len(preview.part.body)))
-        self._desired_cache = (self._version, desired)
-        return desired
+    # --- what to do next -----------------------------------------------------------------------
 
     def _next_operation(self) -> tuple[int, str, int] | None:
-        desired = self._desired()
+        layout = self._layout
+        desired = layout.desired()
         if not self._finishing:
             # Frozen parts already shown never change: skip them without comparing texts.
             while (
-                self._settled < min(len(self._frozen_texts), len(self._shown))
-                and self._shown[self._settled] == self._frozen_texts[self._settled][0]
+                self._settled < min(len(layout.frozen_texts), len(self._shown))
+                and self._shown[self._settled] == layout.frozen_texts[self._settled][0]
             ):
                 self._settled += 1
         for index in range(self._settled, len(desired)):
@@ -595,7 +404,3 @@ async def _cancel(*tasks: asyncio.Task[None] | None) -> None:
         task.cancel()
     if running:
         await asyncio.wait(running)
-
-
-def _render(part: Part) -> str:
-    return part.text if part.body.strip() else PLACEHOLDER
