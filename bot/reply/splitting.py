@@ -28,10 +28,18 @@ and the blanks of the fence grammar are spaces and tabs only.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from bot.reply.fences import (
+    Fence,
+    closing_suffix,
+    fence_state,
+    looks_like_fence,
+    next_state,
+    reopen,
+)
 
 __all__ = [
     "MIN_MAX_CHARS",
@@ -47,35 +55,6 @@ __all__ = [
 
 MIN_MAX_CHARS = 20
 """The smallest message size the splitter accepts (room for a fence pair and some text)."""
-
-# CommonMark fence line: up to three spaces, then three or more backticks or tildes.
-_FENCE_RE = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)")
-_BLANKS_RE = re.compile(r"[ \t]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """An open fenced code block: how it was opened.
-
-    Attributes:
-        indent: The spaces before the marker (at most three).
-        marker: The run of backticks or tildes, e.g. "```".
-        info: The info string after the marker (e.g. "python"), trailing blanks removed.
-    """
-
-    indent: str
-    marker: str
-    info: str
-
-    @property
-    def opener(self) -> str:
-        """The fence line that opens this block (without a newline)."""
-        return f"{self.indent}{self.marker}{self.info}"
-
-    @property
-    def closer(self) -> str:
-        """A fence line that closes this block."""
-        return self.marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,85 +93,9 @@ class Cut:
     fence: Fence | None
 
 
-def _next_state(line: str, state: Fence | None) -> Fence | None:
-    """The fence state after one line (returns ``state`` itself when the line changes nothing)."""
-    if not line or line[0] not in " `~":
-        return state  # the common case, decided without scanning the line
-    if not line.lstrip(" ").startswith(("```", "~~~")):
-        return state
-    match = _FENCE_RE.fullmatch(line.removesuffix("\r"))
-    if match is None:
-        return state
-    indent, marker, rest = match.groups()
-    if state is None:
-        if marker[0] == "`" and "`" in rest:
-            return None  # CommonMark: a backtick fence's info string has no backtick
-        return Fence(indent, marker, rest.rstrip(" \t"))
-    if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not rest.strip(" \t"):
-        return None
-    return state
-
-
-def fence_state(text: str, state: Fence | None = None) -> Fence | None:
-    """Scan ``text`` as the lines of a message; return the code block still open at its end.
-
-    A last line without a newline counts as a whole line, as it does in a rendered message.
-
-    Args:
-        text: The text to scan.
-        state: The code block open before ``text`` (``None`` for none).
-
-    Returns:
-        The open code block after ``text``, or ``None``.
-    """
-    for line in text.split("\n"):
-        state = _next_state(line, state)
-    return state
-
-
 def max_reserve(max_chars: int) -> int:
     """The most room a footer may take from the last part of a ``max_chars`` split."""
     return max_chars - max_chars // 2 - 1
-
-
-def _overhead(fence: Fence) -> int:
-    # Prefix line plus newline, and a closer that may need its own newline.
-    return len(fence.opener) + 1 + 1 + len(fence.closer)
-
-
-def _reopen(fence: Fence | None, max_chars: int) -> Fence | None:
-    """The fence a continuation reopens: the original, shortened if it would crowd the message.
-
-    A very long info string or marker could leave no room for text; the overhead is kept within
-    half a message by dropping the info string after its first word, then all of it, then by
-    using a three-character marker.
-    """
-    if fence is None:
-        return None
-    budget = max_chars // 2
-    # Words as the fence grammar sees them: split on blanks only. str.split() would also split
-    # on "\r", "\x0b", "\x1c", "\u2028"..., characters that are plain text inside a line here.
-    words = _BLANKS_RE.split(fence.info.strip(" \t"))
-    first = words[0] if words else ""
-    if first.startswith(fence.marker[0]):
-        # Glued to the marker, "~0" would make "~~~~0": a longer fence the closer cannot close.
-        first = " " + first
-    candidates = [
-        fence,
-        Fence("", fence.marker, first),
-        Fence("", fence.marker, ""),
-        Fence("", fence.marker[0] * 3, ""),
-    ]
-    for candidate in candidates:
-        if _overhead(candidate) <= budget:
-            return candidate
-    return candidates[-1]
-
-
-def _suffix(state: Fence | None, body: str) -> str:
-    if state is None:
-        return ""
-    return state.closer if body.endswith("\n") else "\n" + state.closer
 
 
 def _check(max_chars: int, reserve: int) -> None:
@@ -238,7 +141,7 @@ def next_cut(
     rest = len(text) - start
     if rest <= 0:
         return None
-    carried = _reopen(fence, max_chars)
+    carried = reopen(fence, max_chars)
     prefix = carried.opener + "\n" if carried is not None else ""
     room = max_chars - len(prefix)  # the longest body a part can have
     if more_coming:
@@ -247,13 +150,15 @@ def next_cut(
     elif len(prefix) + rest <= max_chars - reserve:  # else it cannot fit, whatever the suffix
         body = text[start:]
         state = fence_state(body, carried)
-        suffix = _suffix(state, body)
+        suffix = closing_suffix(state, body)
         if len(prefix) + len(body) + len(suffix) <= max_chars - reserve:
-            return Cut(len(text), Part(body, prefix, suffix), _reopen(state, max_chars))
+            return Cut(len(text), Part(body, prefix, suffix), reopen(state, max_chars))
     window = text[start : start + room + 1]
     offset, state = _choose(window, carried, len(prefix), max_chars)
     body = window[:offset]
-    return Cut(start + offset, Part(body, prefix, _suffix(state, body)), _reopen(state, max_chars))
+    return Cut(
+        start + offset, Part(body, prefix, closing_suffix(state, body)), reopen(state, max_chars)
+    )
 
 
 _PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE = range(5)
@@ -289,7 +194,7 @@ class _Window:
             newline = text.find("\n", start)
             end = length if newline < 0 else newline
             line = text[start:end]
-            after = _next_state(line, state)
+            after = next_state(line, state)
             starts.append(start)
             states.append(state)
             blank_before.append(previous_blank)
@@ -312,13 +217,13 @@ class _Window:
         line_end = self.line_end(index)
         head_state = state
         # Only a line starting like a fence can turn into one when shortened.
-        if _fency_at(text, line_start, line_end):
-            head_state = _next_state(text[line_start:offset], state)
+        if looks_like_fence(text, line_start, line_end):
+            head_state = next_state(text[line_start:offset], state)
         # A cut turns the tail into a line of its own: unsafe if that makes it (or the shortened
         # head) parse as a fence line when the whole line did not.
         unsafe = self.fence_lines[index] or head_state is not state
-        if not unsafe and _fency_at(text, offset, line_end):
-            unsafe = _next_state(text[offset:line_end], head_state) is not head_state
+        if not unsafe and looks_like_fence(text, offset, line_end):
+            unsafe = next_state(text[offset:line_end], head_state) is not head_state
         if unsafe:
             return _UNSAFE, head_state
         if text[offset - 1] in " \t" and offset < line_end and text[offset] not in " \t":
@@ -413,16 +318,8 @@ def _choose(
         found = any_cut(kinds, lowest)
         if found is not None:
             return found
-    # Unreachable in practice: a one-character body always fits (see _reopen's budget).
+    # Unreachable in practice: a one-character body always fits (see reopen's budget).
     return 1, fence_state(window[:1], carried)
-
-
-def _fency_at(text: str, pos: int, end: int) -> bool:
-    """Whether ``text[pos:end]`` starts like a fence line (up to 3 spaces, then ``` or ~~~)."""
-    spaces = 0
-    while spaces < 3 and pos + spaces < end and text[pos + spaces] == " ":
-        spaces += 1
-    return text.startswith(("```", "~~~"), pos + spaces, end)
 
 
 def split_reply(text: str, max_chars: int, *, reserve: int = 0) -> list[Part]:

@@ -10,14 +10,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from bot.reply.fences import looks_like_fence, next_state, reopen
 from bot.reply.splitting import (
     MIN_MAX_CHARS,
     Fence,
     Part,
     _choose,
-    _fency_at,
-    _next_state,
-    _reopen,
     fence_state,
     max_reserve,
     next_cut,
@@ -272,8 +270,8 @@ def test_carriage_returns_in_a_fence_line_split_into_balanced_parts(max_chars: i
 
 def test_shortened_reopener_splits_the_info_string_on_blanks_only() -> None:
     fence = Fence("", "~~~", "\r\r\r~0 " + "0" * 40)
-    assert _reopen(fence, 40) == Fence("", "~~~", "\r\r\r~0")
-    assert _reopen(Fence("", "~~~", " ~x " + "y" * 40), 40) == Fence("", "~~~", " ~x")
+    assert reopen(fence, 40) == Fence("", "~~~", "\r\r\r~0")
+    assert reopen(Fence("", "~~~", " ~x " + "y" * 40), 40) == Fence("", "~~~", " ~x")
 
 
 def test_crlf_reply_is_cut_at_line_ends_and_keeps_fences_balanced() -> None:
@@ -347,16 +345,16 @@ def _reference_candidates(window: str, carried: Fence | None) -> Iterable[_Candi
         line = window[line_start:line_end]
         if line_start > 0:
             yield _Candidate(line_start, state, _PARAGRAPH if previous_blank else _LINE)
-        after = _next_state(line, state)
+        after = next_state(line, state)
         line_is_fence = after is not state
-        head_fency = _fency_at(window, line_start, line_end)
+        head_fency = looks_like_fence(window, line_start, line_end)
         for offset in range(line_start + 1, min(line_end + 1, length)):
             head_state = state
             if head_fency:
-                head_state = _next_state(window[line_start:offset], state)
+                head_state = next_state(window[line_start:offset], state)
             unsafe = line_is_fence or head_state is not state
-            if not unsafe and _fency_at(window, offset, line_end):
-                unsafe = _next_state(window[offset:line_end], head_state) is not head_state
+            if not unsafe and looks_like_fence(window, offset, line_end):
+                unsafe = next_state(window[offset:line_end], head_state) is not head_state
             if unsafe:
                 yield _Candidate(offset, head_state, _UNSAFE)
             elif window[offset - 1] in " \t" and offset < line_end and window[offset] not in " \t":
@@ -387,7 +385,7 @@ _carried = st.one_of(
 def test_cut_chooser_picks_what_the_original_chooser_picked(
     text: str, carried: Fence | None, max_chars: int
 ) -> None:
-    fence = _reopen(carried, max_chars)
+    fence = reopen(carried, max_chars)
     prefix_len = len(fence.opener) + 1 if fence is not None else 0
     # next_cut hands the chooser at most room + 1 characters.
     window = text[: max_chars - prefix_len + 1]
