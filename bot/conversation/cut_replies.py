@@ -12,10 +12,22 @@ text they show and only the last one is edited.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.errors import OllabotError
 from bot.reply.layout import PLACEHOLDER
 from bot.reply.splitting import Fence, Part, next_cut
+from bot.reply.surface import ReplyStatus
+from bot.store.port import CutReply
+from bot.types import Outcome
 
-__all__ = ["INTERRUPTED_BY_RESTART", "last_message_text", "shown_parts"]
+__all__ = ["INTERRUPTED_BY_RESTART", "Mend", "last_message_text", "mend_cut_replies", "shown_parts"]
+
+logger = logging.getLogger("bot.conversation.engine")
+
+Mend = Callable[[CutReply, str], Awaitable[None]]
+"""Edits the last platform message of a cut reply (``refs[-1]``) to show the given text."""
 
 INTERRUPTED_BY_RESTART = "The bot restarted while writing this reply."
 """The error a cut reply's footer carries."""
@@ -73,3 +85,44 @@ def last_message_text(content: str, messages: int, max_chars: int, footer: str) 
         # A footer cut to a sliver would say nothing: below a few characters, none at all.
         footer = footer[: room - 1] + PLACEHOLDER if room > 8 else ""
     return f"{text}\n{footer}" if footer else text
+
+
+async def mend_cut_replies(
+    platform: str,
+    cut_replies: list[CutReply],
+    mend: Mend,
+    *,
+    max_chars: int,
+    render_status: Callable[[ReplyStatus], str],
+) -> int:
+    """Mark on the platform each of ``cut_replies`` (see ``Engine.mend_cut_replies``).
+
+    Returns:
+        How many replies were mended.
+    """
+    footer = render_status(ReplyStatus(Outcome.INTERRUPTED, error=INTERRUPTED_BY_RESTART))
+    mended = 0
+    for cut in cut_replies:
+        extra = {"session": str(cut.key), "reply": cut.message_id}
+        if not cut.refs:
+            continue  # nothing was shown: nothing to mark
+        text = last_message_text(cut.content, len(cut.refs), max_chars, footer)
+        if text is None:
+            logger.info(
+                "cut reply not mended: its saved text does not fill its messages", extra=extra
+            )
+            continue
+        try:
+            await mend(cut, text)
+        except OllabotError as err:
+            logger.warning(
+                "could not mark a reply cut by a crash on the platform",
+                extra={**extra, "error": type(err).__name__, "detail": err.detail},
+            )
+            continue
+        mended += 1
+    if cut_replies:
+        logger.info(
+            "marked cut replies on the platform", extra={"platform": platform, "count": mended}
+        )
+    return mended

@@ -20,7 +20,7 @@ from typing import Any
 from bot.config import BotConfig
 from bot.conversation.attachments import compose_prompt
 from bot.conversation.commands import Command, CommandContext, CommandResult
-from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, last_message_text
+from bot.conversation.cut_replies import Mend, mend_cut_replies
 from bot.conversation.runner import CommandRunner
 from bot.conversation.sessions import SessionManager, Ticket
 from bot.conversation.settings import EffectiveSettings, SettingsResolver
@@ -40,8 +40,6 @@ from bot.validation import validate_input
 logger = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
-Mend = Callable[[CutReply, str], Awaitable[None]]
-"""Edits the last platform message of a cut reply (``refs[-1]``) to show the given text."""
 
 CHARS_PER_TOKEN = 4
 PARTIAL_SAVE_INTERVAL = 2.0
@@ -161,32 +159,9 @@ class Engine:
         """
         mine = [cut for cut in self._cut_replies if cut.key.platform == platform]
         self._cut_replies = [cut for cut in self._cut_replies if cut.key.platform != platform]
-        footer = render_status(ReplyStatus(Outcome.INTERRUPTED, error=INTERRUPTED_BY_RESTART))
-        mended = 0
-        for cut in mine:
-            extra = {"session": str(cut.key), "reply": cut.message_id}
-            if not cut.refs:
-                continue  # nothing was shown: nothing to mark
-            text = last_message_text(cut.content, len(cut.refs), max_chars, footer)
-            if text is None:
-                logger.info(
-                    "cut reply not mended: its saved text does not fill its messages", extra=extra
-                )
-                continue
-            try:
-                await mend(cut, text)
-            except OllabotError as err:
-                logger.warning(
-                    "could not mark a reply cut by a crash on the platform",
-                    extra={**extra, "error": type(err).__name__, "detail": err.detail},
-                )
-                continue
-            mended += 1
-        if mine:
-            logger.info(
-                "marked cut replies on the platform", extra={"platform": platform, "count": mended}
-            )
-        return mended
+        return await mend_cut_replies(
+            platform, mine, mend, max_chars=max_chars, render_status=render_status
+        )
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Let in-flight replies finish for ``grace`` seconds, mark the rest, close everything."""
