@@ -27,7 +27,7 @@ from typing import Any, Self
 import aiosqlite
 
 from bot.errors import StoreError
-from bot.store.migrations import LATEST_VERSION, MIGRATIONS
+from bot.store.migrations.sqlite import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SqliteDatabase", "fetch", "insert", "migrate", "now", "run", "store_error"]
 

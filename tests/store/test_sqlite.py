@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
-from bot.store.migrations import LATEST_VERSION
+from bot.store.migrations.sqlite import LATEST_VERSION
 from bot.store.port import MessageStatus, NewMessage, Scope, ScopeKind
 from bot.store.sqlite import _CONTEXT_SQL, SqliteStore, migrate, store_error
 from bot.turn import SessionKey

@@ -1,18 +1,21 @@
-"""Numbered, forward-only schema migrations for :class:`bot.store.sqlite.SqliteStore`.
+"""Numbered, forward-only schema migrations, one package per backend.
+
+``sqlite`` holds the steps of :class:`bot.store.sqlite.SqliteStore`, ``postgres`` those of
+:class:`bot.store.postgres.PostgresStore`. Each backend numbers its own steps from 1: the two
+schemas hold the same data in each database's own types, and a change that needs a step in both
+gets one in each package, each written for its dialect.
 
 Each migration is a tuple of SQL statements that the store runs in one transaction and then
-records in ``schema_version``. Never edit a released migration: add the next number. Statements
-are kept apart (not one script) because ``sqlite3.executescript`` commits any open transaction
-first, which would break the all-or-nothing guarantee.
+records in ``schema_version``. Never edit a released migration: add the next number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 
-from bot.store.migrations import v01_initial, v02_message_duration, v03_events, v04_message_refs
-
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
+__all__ = ["Migration", "numbered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +33,16 @@ class Migration:
     statements: tuple[str, ...]
 
 
-MIGRATIONS: tuple[Migration, ...] = tuple(
-    Migration(module.VERSION, module.DESCRIPTION, module.STATEMENTS)
-    for module in (v01_initial, v02_message_duration, v03_events, v04_message_refs)
-)
-LATEST_VERSION = MIGRATIONS[-1].version
+def numbered(modules: Iterable[ModuleType]) -> tuple[Migration, ...]:
+    """The migrations that ``modules`` define (``VERSION``, ``DESCRIPTION``, ``STATEMENTS``).
 
-# A gap or a reordering would silently skip a step on some databases: refuse to import.
-if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):  # pragma: no cover
-    raise RuntimeError("schema migrations must be numbered 1, 2, 3, ... without gaps")
+    Raises:
+        RuntimeError: The versions are not 1, 2, 3, ... in order: a gap or a reordering would
+            silently skip a step on some databases.
+    """
+    steps = tuple(
+        Migration(module.VERSION, module.DESCRIPTION, module.STATEMENTS) for module in modules
+    )
+    if [m.version for m in steps] != list(range(1, len(steps) + 1)):
+        raise RuntimeError("schema migrations must be numbered 1, 2, 3, ... without gaps")
+    return steps
