@@ -23,9 +23,14 @@ class Role(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How a generation ended. Stored with every assistant message and shown to the user."""
+    """How a generation ended. Stored with every assistant message and shown to the user.
+
+    ``LENGTH`` is a reply the model ended at a length limit (Ollama's ``done_reason: "length"``:
+    ``num_predict`` reached, or the context window full): it looks whole but was cut.
+    """
 
     COMPLETE = "complete"
+    LENGTH = "length"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
     ERROR = "error"

@@ -119,6 +119,8 @@ class ConsoleSurface:
         if status.outcome is Outcome.COMPLETE:
             if status.tokens_per_second is not None:
                 parts.append(f"{status.tokens_per_second:.1f} tokens/s")
+        elif status.outcome is Outcome.LENGTH:
+            parts.append("cut at the length limit")
         elif status.outcome is Outcome.STOPPED:
             parts.append("stopped")
         elif status.outcome is Outcome.INTERRUPTED:

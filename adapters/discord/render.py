@@ -10,6 +10,7 @@ MAX_CONTENT = 2000
 """Discord's limit on a message's ``content``."""
 
 _EARLY_END = {
+    Outcome.LENGTH: "✂️ cut at the length limit",
     Outcome.STOPPED: "⏹️ stopped",
     Outcome.INTERRUPTED: "⚠️ interrupted",
     Outcome.ERROR: "⚠️ error",

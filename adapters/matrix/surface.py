@@ -61,6 +61,8 @@ def render_status(status: ReplyStatus) -> str:
         return ""  # the final edit is exactly the model's text
     if status.outcome is Outcome.STOPPED:
         return "\n\n*⏹ Stopped.*"
+    if status.outcome is Outcome.LENGTH:
+        return "\n\n*✂️ Cut at the length limit.*"
     reason = status.error or "the reply ended early"
     if status.outcome is Outcome.INTERRUPTED:
         return f"\n\n*⚠️ Interrupted: {reason}*"

@@ -255,7 +255,9 @@ class ResponseStream:
                             metadata={"tool_name": call.name},
                         )
                     )
-            self._finish(Outcome.COMPLETE)
+            # Ollama ends a reply cut by num_predict or a full context with "length": the text
+            # looks whole, so the outcome must say it is not.
+            self._finish(Outcome.LENGTH if self._done_reason == "length" else Outcome.COMPLETE)
             self._inside = None
             self._idle()
             yield StreamChunk(done=True)

@@ -26,6 +26,7 @@ PLACEHOLDER = "\N{HORIZONTAL ELLIPSIS}"
 
 _EMPTY_NOTICES: Mapping[Outcome, str] = {
     Outcome.COMPLETE: "(The model returned an empty answer.)",
+    Outcome.LENGTH: "(The length limit was reached before any answer.)",
     Outcome.STOPPED: "(Stopped before any answer.)",
     Outcome.INTERRUPTED: "(Interrupted before any answer.)",
     Outcome.ERROR: "(The reply failed.)",

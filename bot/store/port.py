@@ -21,6 +21,7 @@ class MessageStatus(StrEnum):
     """A stored message's state: an :class:`Outcome`, or still streaming (crash leftovers)."""
 
     COMPLETE = "complete"
+    LENGTH = "length"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
     ERROR = "error"

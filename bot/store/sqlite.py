@@ -37,10 +37,17 @@ _MESSAGE_COLUMNS = (
     "created_at, status, duration"
 )
 # Statuses that count as conversation context: errors and half-streamed leftovers do not.
-_CONTEXT_STATUSES = (MessageStatus.COMPLETE, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+_CONTEXT_STATUSES = (
+    MessageStatus.COMPLETE,
+    MessageStatus.LENGTH,
+    MessageStatus.STOPPED,
+    MessageStatus.INTERRUPTED,
+)
 _CONTEXT_SQL = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "
-    "WHERE session_id = ? AND id < ? AND status IN (?, ?, ?) ORDER BY id DESC LIMIT ?"
+    "WHERE session_id = ? AND id < ? AND status IN ("
+    + ", ".join("?" * len(_CONTEXT_STATUSES))
+    + ") ORDER BY id DESC LIMIT ?"
 )
 # context_messages reads newest-first in growing batches: the first usually covers the budget.
 _FIRST_BATCH = 32

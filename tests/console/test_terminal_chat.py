@@ -221,3 +221,23 @@ async def test_sigterm_lets_the_reply_in_flight_finish_and_closes_the_database(
     finally:
         db.close()
     assert ("assistant", "finished anyway", "complete") in rows
+
+
+async def test_a_reply_cut_at_the_length_limit_says_so(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    config = write_config(tmp_path)
+    fake_ollama.script(Reply.text("An answer that looks whole.", done_reason="length"))
+
+    result = await run_ollabot(
+        "--config",
+        str(config),
+        "chat",
+        cwd=tmp_path,
+        env={"OLLAMA_HOST": fake_ollama.url},
+        stdin="explain\n",
+    )
+
+    assert result.code == 0, result.output
+    assert "An answer that looks whole." in result.stdout
+    assert "cut at the length limit" in result.stdout

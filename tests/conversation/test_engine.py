@@ -185,6 +185,26 @@ async def test_a_reply_cut_mid_stream_is_marked_and_stored_interrupted(
     assert ok.outcome is Outcome.COMPLETE
 
 
+async def test_a_reply_cut_at_the_length_limit_says_so_and_is_stored_as_cut(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    config = make_config(fake_ollama, tmp_path / "bot.db", defaults={"num_predict": 3})
+    fake_ollama.script(Reply.text("one two three four five"))
+    surface = FakeSurface()
+    async with make_engine(config) as engine:
+        result = await engine.handle_turn(turn("count"), surface)
+        await engine.handle_turn(turn("go on"), FakeSurface())
+        history = await stored(engine)
+
+    assert fake_ollama.requests[0]["options"]["num_predict"] == 3
+    assert result.outcome is Outcome.LENGTH
+    assert result.text == "one two three "
+    assert surface.texts[-1].endswith("· length")
+    assert history[1] == (Role.ASSISTANT, "one two three ", MessageStatus.LENGTH)
+    # A cut reply is still part of the conversation.
+    assert "one two three" in [m["content"] for m in fake_ollama.requests[-1]["messages"]]
+
+
 async def test_stop_ends_the_reply_keeping_its_text_marked_stopped(
     engine: Engine, fake_ollama: FakeOllama
 ) -> None:

@@ -177,3 +177,13 @@ async def test_typing_is_shown_while_waiting_for_the_first_token(
     assert fake.bot_messages_in(world.general.id) == []
     gate.set()
     await finished_reply(fake, world.general.id)
+
+
+async def test_a_reply_cut_at_the_length_limit_says_so_in_the_footer(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply.text("An answer that looks whole.", done_reason="length"))
+    await mention(world, "explain")
+    [reply] = await finished_reply(world.fake, world.general.id)
+    assert without_footer(reply.content) == "An answer that looks whole."
+    assert "cut at the length limit" in reply.content

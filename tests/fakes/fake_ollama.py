@@ -26,6 +26,9 @@ Failure modes a reply can script: HTTP error status before streaming (``status``
 (``drop_after``), slow tokens (``first_token_delay``, ``token_delay``, or the server-wide
 ``tokens_per_second``), and a ``gate`` event the reply waits on before its first token.
 
+Like Ollama, the fake stops a reply at ``options.num_predict`` tokens (thinking tokens count
+first) and ends it with ``done_reason: "length"``.
+
 Observing: ``requests`` (every ``/api/chat`` body), ``log`` (every request as ``(path, body)``),
 ``active_streams``, ``streams_completed``, ``streams_closed_by_client`` (a client that closed the
 HTTP stream before the end, which is how cancellation reaches Ollama), and ``wait_for_*`` helpers
@@ -49,7 +52,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -312,6 +315,7 @@ class FakeOllama:
         reply = self.replies.popleft() if self.replies else self.default_reply(body)
         if reply.status is not None:
             return self._error(reply.status, reply.error_message)
+        reply = _limit_predict(reply, body)
         self.loaded.add(normalize_name(name))
         if body.get("stream", True) is False:
             return self._chat_whole(name, body, reply)
@@ -535,6 +539,17 @@ class FakeOllama:
     async def _version(self, request: web.Request) -> web.Response:
         await self._body(request)
         return web.json_response({"version": VERSION})
+
+
+def _limit_predict(reply: Reply, body: Mapping[str, Any]) -> Reply:
+    """``reply`` cut at ``options.num_predict`` tokens, as Ollama cuts it ("length")."""
+    limit = (body.get("options") or {}).get("num_predict")
+    if limit is None or limit < 0 or len(reply.thinking) + len(reply.tokens) <= limit:
+        return reply
+    thinking = list(reply.thinking[:limit])
+    tokens = list(reply.tokens[: limit - len(thinking)])
+    # The model never got to the tool calls it would have written after the cut.
+    return replace(reply, thinking=thinking, tokens=tokens, tool_calls=(), done_reason="length")
 
 
 def _encode(obj: Mapping[str, Any]) -> bytes:

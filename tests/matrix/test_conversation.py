@@ -164,6 +164,20 @@ async def test_very_long_reply_is_split_and_never_inside_a_code_block(
     assert shown[-1].rstrip().endswith("That is all.")
 
 
+async def test_a_reply_cut_at_the_length_limit_says_so(
+    human: Human, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply.text("An answer that looks whole.", done_reason="length"))
+    bot = await start_bot()
+    room_id = await room_with_bot(human, bot)
+    asked = await human.send(room_id, "explain", mention=bot.user_id)
+    reply = await answer_to(human, bot, room_id, asked)
+
+    shown = await human.visible_text(room_id, reply["event_id"])
+    assert shown.startswith("An answer that looks whole.")
+    assert "Cut at the length limit" in shown
+
+
 async def test_stop_reaction_stops_a_streaming_reply(
     human: Human, start_bot: StartBot, fake_ollama: FakeOllama
 ) -> None:

@@ -126,6 +126,33 @@ async def test_thinking_streams_separately_and_stays_out_of_the_content(
     assert fake_ollama.requests[-1]["think"] is True
 
 
+async def test_a_reply_cut_at_num_predict_ends_length_not_complete(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply.text("one two three four five six"))
+    response = await generator.stream(ask(options={"num_predict": 3}))
+
+    assert response.content == "one two three "
+    assert response.done_reason == "length"
+    assert response.outcome is Outcome.LENGTH
+    assert response.token_count == 3
+
+
+async def test_length_cut_replies_are_not_cached(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    generator = Generator(backend, retry=FAST_RETRY, cache=ResponseCache())
+    request = ask(options={"temperature": 0.0})
+    fake_ollama.script(Reply.text("cut short", done_reason="length"))
+
+    assert (await generator.stream(request)).outcome is Outcome.LENGTH
+    again = await generator.stream(request)
+
+    assert not again.cached
+    assert again.outcome is Outcome.COMPLETE
+    assert len(fake_ollama.requests) == 2
+
+
 # -- retries ----------------------------------------------------------------------------------
 
 

@@ -238,8 +238,6 @@ async def test_context_query_is_a_range_scan_of_the_session_index(db_path: Path)
     # The plan, not a timing: a full scan would still pass every other test, only slower.
     await migrate(db_path)
     with raw(db_path) as conn:
-        plan = [
-            row[3]
-            for row in conn.execute("EXPLAIN QUERY PLAN " + _CONTEXT_SQL, (1, 2, "a", "b", "c", 3))
-        ]
+        params = (1, 2, *"abcd", 3)
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _CONTEXT_SQL, params)]
     assert plan == ["SEARCH messages USING INDEX messages_session (session_id=? AND id<?)"]
