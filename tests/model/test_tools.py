@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tracemalloc
 
 import pytest
 from pydantic import BaseModel
@@ -168,3 +169,23 @@ def test_tool_built_without_decorator() -> None:
 
     made = Tool(name="shout", description="Shout.", args_model=EchoArgs, func=shout)
     assert made.schema()["function"]["name"] == "shout"
+
+
+@pytest.mark.parametrize("expression", ["(9 ** 999) ** 999", "(2 ** 999) ** 999"])
+def test_calculator_refuses_an_oversized_operation_before_computing_it(expression: str) -> None:
+    # The refusal must come from the operands' sizes: computing (9**999)**999 first (a
+    # 3-million-bit integer, ~400 kB, ~0.3 s of a blocked event loop) and checking after
+    # shows up as a peak in allocated memory, which does not depend on the machine's speed.
+    tracemalloc.start()
+    try:
+        with pytest.raises(CalculationError, match="too large"):
+            evaluate_expression(expression)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64_000
+
+
+def test_calculator_still_computes_results_just_under_the_size_limit() -> None:
+    assert evaluate_expression("2 ** 1000 * 2 ** 1000") == 2**2000
+    assert evaluate_expression("(2 ** 14) ** 999") == 2 ** (14 * 999)
