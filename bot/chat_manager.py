@@ -9,15 +9,18 @@ chain-of-thought prompts. Streaming, retries, timeouts, tool rounds and caching 
 Example::
 
     async with ChatManager(ModelConfig(name="llama3.2"), system_prompt="Be brief.") as chat:
-        await chat.initialize_model()
         async for chunk in chat.send_message("Hello!"):
             print(chunk.content, end="")
         reply = await chat.get_response_with_meta("And in French?")
         print(reply.content, reply.tokens_per_second)
+
+The model is learnt (``/api/show``: context length, tools, thinking, vision) on first use, or
+earlier by calling :meth:`ChatManager.initialize_model`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -31,6 +34,7 @@ from bot.model.ollama import OllamaChatModel
 from bot.model.port import ChatModel, ChatRequest
 from bot.model.retry import RetryPolicy
 from bot.model.tools import Tool, ToolRegistry, builtin_tools
+from bot.pending_reply import PendingReply
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
 from bot.types import (
     ChatMode,
@@ -43,15 +47,18 @@ from bot.types import (
 )
 from bot.validation import DEFAULT_MAX_CHARS, validate_input, validate_system_prompt
 
-__all__ = ["DEFAULT_CONTEXT_CAP", "ChatManager"]
+__all__ = ["DEFAULT_CHAIN_NUM_PREDICT", "DEFAULT_CONTEXT_CAP", "ChatManager"]
 
 log = logging.getLogger(__name__)
 
 # Without a configured context length the manager asks Ollama for at most this many tokens of
 # context: a model's advertised maximum (often 128k) would make Ollama allocate a huge KV cache.
 DEFAULT_CONTEXT_CAP = 8192
-# Until ``initialize_model`` has asked Ollama, assume Ollama's own default context.
+# Until the model is known, assume Ollama's own default context.
 _ASSUMED_CONTEXT = 4096
+# A chain of thought with no num_predict configured stops after this many tokens: a small model
+# that never closes its JSON would otherwise run until the context is full.
+DEFAULT_CHAIN_NUM_PREDICT = 1024
 
 
 class ChatManager:
@@ -60,8 +67,8 @@ class ChatManager:
     It owns its backend (one HTTP client) and closes it on exit, unless the backend was passed in
     as ``model`` (then the caller closes it).
 
-    Until :meth:`initialize_model` has asked Ollama about the model, a 4096-token context is
-    assumed and neither thinking nor tools are used.
+    The model is learnt from Ollama on first use (the first message, chain or explicit
+    :meth:`initialize_model` call) and cached; tools enabled before that are checked then.
 
     Args:
         config: Model name and sampling overrides (default ``ModelConfig()``).
@@ -104,6 +111,8 @@ class ChatManager:
         self.system_prompt = system_prompt
         self._info: ModelInfo | None = None
         self._tools: ToolRegistry | None = None
+        self._tools_unchecked = False
+        self._init_lock = asyncio.Lock()
         self._history: list[Message] = []
         self._closed = False
 
@@ -144,11 +153,18 @@ class ChatManager:
         Raises:
             ModelNotFoundError: The model is not installed; ``available_models`` lists what is.
             OllamaUnavailableError: Ollama cannot be reached.
+            ChatError: Tools were enabled before the model was known, and it does not support
+                them (they are then disabled).
         """
         name = name or self.config.name
         info = await self._model.show(name)
         self.config = self.config.model_copy(update={"name": name})
         self._info = info
+        if self._tools_unchecked:
+            self._tools_unchecked = False
+            if not info.supports_tools:
+                self._tools = None
+                raise _no_tools(name, info)
         log.info(
             "model ready",
             extra={
@@ -159,9 +175,18 @@ class ChatManager:
         )
         return info
 
+    async def _ready(self) -> ModelInfo:
+        """The model's information, learnt from Ollama on first use and kept."""
+        if self._info is not None:
+            return self._info
+        async with self._init_lock:
+            if self._info is None:
+                return await self.initialize_model()
+            return self._info
+
     @property
     def model_info(self) -> ModelInfo | None:
-        """What Ollama reported in :meth:`initialize_model` (``None`` before)."""
+        """What Ollama reported about the model (``None`` until it was first used)."""
         return self._info
 
     async def available_models(self) -> list[str]:
@@ -210,27 +235,21 @@ class ChatManager:
         Args:
             tools: The tools; ``None`` offers the built-ins (``current_time``, ``calculate``).
 
+        Before the model is known the choice is recorded, and checked when the model is first
+        used: a model without tools then raises :class:`ChatError` there.
+
         Raises:
-            ChatError: The model is not initialized, or does not support tools.
+            ChatError: The model is known and does not support tools.
         """
-        if self._info is None:
-            raise ChatError(
-                "Call initialize_model() first: tools are only offered to models that support "
-                "them.",
-                {"model": self.config.name},
-            )
-        if not self._info.supports_tools:
-            capabilities = ", ".join(sorted(self._info.capabilities)) or "none"
-            raise ChatError(
-                f"Model '{self.config.name}' does not support tools "
-                f"(its capabilities: {capabilities}).",
-                {"model": self.config.name},
-            )
+        if self._info is not None and not self._info.supports_tools:
+            raise _no_tools(self.config.name, self._info)
         self._tools = ToolRegistry(builtin_tools() if tools is None else tools)
+        self._tools_unchecked = self._info is None
 
     def disable_function_calling(self) -> None:
         """Stop offering tools."""
         self._tools = None
+        self._tools_unchecked = False
 
     @property
     def tools(self) -> ToolRegistry | None:
@@ -275,7 +294,9 @@ class ChatManager:
 
     # -- talking -----------------------------------------------------------------------------
 
-    def send_message(self, text: str, *, images: Sequence[bytes] = ()) -> ResponseStream:
+    def send_message(
+        self, text: str, *, images: Sequence[bytes] = ()
+    ) -> ResponseStream | PendingReply:
         """Ask the model; returns the reply as a stream.
 
         Iterate the stream for :class:`bot.types.StreamChunk` s (thinking arrives in
@@ -291,17 +312,28 @@ class ChatManager:
             images: Pictures for a vision model (raw PNG/JPEG bytes).
 
         Returns:
-            The reply stream (nothing is sent until it is iterated or awaited).
+            The reply stream (nothing is sent until it is iterated or awaited). Before the
+            model is known, a :class:`bot.pending_reply.PendingReply` that learns it first.
 
         Raises:
             InputRejected: At once, if the message is empty or too long; nothing is sent.
-            ChatError: Images were given but the model is not known to support vision.
+            ChatError: Images were given but the model does not support vision (at once when
+                the model is known, else where the reply is first used).
         """
         cleaned = validate_input(text, max_chars=self.max_input_chars)
+        if self._info is None:
+
+            async def start() -> ResponseStream:
+                await self._ready()
+                return self._stream(cleaned, images)
+
+            return PendingReply(start, model=self.config.name)
+        return self._stream(cleaned, images)
+
+    def _stream(self, cleaned: str, images: Sequence[bytes]) -> ResponseStream:
         if images and (self._info is None or not self._info.supports_vision):
             raise ChatError(
-                f"Model '{self.config.name}' cannot see images "
-                "(call initialize_model() with a vision model first).",
+                f"Model '{self.config.name}' cannot see images (send them to a vision model).",
                 {"model": self.config.name},
             )
         user = Message(role=Role.USER, content=cleaned, images=tuple(images))
@@ -338,7 +370,9 @@ class ChatManager:
         """Solve ``prompt`` step by step; the exchange is not added to the history.
 
         The model is asked for JSON matching ``prompt.schema()`` (Ollama's structured output);
-        replies that ignore it are still read by :func:`bot.prompts.parse_chain`.
+        replies that ignore it, or that were cut off inside it, are still read by
+        :func:`bot.prompts.parse_chain`. The reply is bounded by ``config.num_predict``, or by
+        :data:`DEFAULT_CHAIN_NUM_PREDICT` tokens when that is not set.
 
         Raises:
             InputRejected: The task is empty or too long.
@@ -347,8 +381,10 @@ class ChatManager:
         """
         task = validate_input(prompt.task, max_chars=self.max_input_chars)
         prompt = ChainOfThoughtPrompt(task=task, steps=prompt.steps)
+        await self._ready()
         messages = prompt.messages(system_prompt=self._system_prompt)
         request = self._request(messages, format=prompt.schema())
+        request.options.setdefault("num_predict", DEFAULT_CHAIN_NUM_PREDICT)
         response = await self._generator.stream(request)
         if not response.content.strip():
             raise ChatError(
@@ -358,3 +394,11 @@ class ChatManager:
         if response.outcome is not Outcome.COMPLETE:
             log.warning("chain-of-thought reply incomplete: %s", response.error)
         return parse_chain(response.content)
+
+
+def _no_tools(name: str, info: ModelInfo) -> ChatError:
+    capabilities = ", ".join(sorted(info.capabilities)) or "none"
+    return ChatError(
+        f"Model '{name}' does not support tools (its capabilities: {capabilities}).",
+        {"model": name},
+    )

@@ -8,8 +8,8 @@ in the logs. ``str(err)`` is the user message.
     │   ├── ModelNotFoundError          the model is not installed (lists what is)
     │   ├── OllamaUnavailableError      cannot connect to Ollama (says where it looked)
     │   ├── GenerationTimeout           no token in time, or the whole reply took too long
-    │   └── StreamInterrupted           the stream broke after tokens were handed out
-    ├── ChatError                       a conversation-level failure, with context
+    │   ├── StreamInterrupted           the stream broke after tokens were handed out
+    │   └── ChatError                   a conversation-level failure, with context
     ├── InputRejected                   the user's input is not acceptable (says why)
     ├── PermissionDenied                the author may not do this (says why)
     ├── Busy                            queue or rate limit full (says when to retry)
@@ -116,12 +116,20 @@ class StreamInterrupted(OllamaError):
         super().__init__(f"The reply was interrupted: {cause}", retryable=False)
 
 
-class ChatError(OllabotError):
-    """A conversation-level failure. ``context`` holds structured fields for the logs."""
+class ChatError(OllamaError):
+    """A conversation-level failure. ``context`` holds structured fields for the logs.
+
+    A subclass of :class:`OllamaError`, as the seed declares it: ``except OllamaError`` around a
+    chat catches it too. Never retried.
+    """
 
     def __init__(self, message: str, context: dict[str, Any] | None = None) -> None:
         self.context = dict(context or {})
-        super().__init__(message, detail=f"{message} {self.context}" if self.context else message)
+        super().__init__(
+            message,
+            detail=f"{message} {self.context}" if self.context else message,
+            retryable=False,
+        )
 
 
 class InputRejected(OllabotError):

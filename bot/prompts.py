@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic_core import from_json
 
 from bot.types import Message, Role
 
-__all__ = ["ChainOfThoughtPrompt", "ChainResult", "parse_chain"]
+__all__ = [
+    "ChainOfThoughtPrompt",
+    "ChainResult",
+    "decode_partial_object",
+    "parse_chain",
+    "section_of",
+    "strip_step_number",
+]
 
 _SYSTEM = (
     "You solve problems step by step. Think through the task in clear, numbered steps, then give "
@@ -132,16 +140,42 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+_STEP_NUMBER = re.compile(r"^\s*(?:step\s*)?\d{1,3}\s*[.):]\s+|^\s*step\s*\d{1,3}\s*[-:]?\s+", re.I)
+
+
+def strip_step_number(step: str) -> str:
+    """A step without the number a model put in front of it ("1. Add" -> "Add").
+
+    Steps are numbered when shown; a model that numbered them itself would read "1. 1. Add".
+    """
+    return _STEP_NUMBER.sub("", step, count=1).strip()
+
+
 def _as_steps(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
-        return [t for t in (_as_text(v) for v in value) if t]
-    if isinstance(value, dict):
-        return [t for t in (_as_text(v) for v in value.values()) if t]
-    text = _as_text(value)
-    numbered = [m.group("text").strip() for m in _NUMBERED.finditer(text)]
-    return numbered or [line.strip() for line in text.splitlines() if line.strip()]
+        items = [_as_text(v) for v in value]
+    elif isinstance(value, dict):
+        items = [_as_text(v) for v in value.values()]
+    else:
+        text = _as_text(value)
+        numbered = [m.group("text").strip() for m in _NUMBERED.finditer(text)]
+        items = numbered or [line.strip() for line in text.splitlines() if line.strip()]
+    return [s for s in (strip_step_number(t) for t in items) if s]
+
+
+def section_of(key: str) -> str | None:
+    """Which part of a chain a JSON key holds: "steps", "reasoning", "solution" or ``None``."""
+    name = str(key).strip().lower()
+    for section, keys in (
+        ("steps", _STEP_KEYS),
+        ("reasoning", _REASONING_KEYS),
+        ("solution", _SOLUTION_KEYS),
+    ):
+        if name in keys:
+            return section
+    return None
 
 
 def _pick(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -172,7 +206,8 @@ def _json_candidates(text: str) -> list[str]:
 
 def _decode_first_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in ``text``, ignoring anything before or after it."""
-    decoder = json.JSONDecoder()
+    # strict=False: grammar-constrained decoding can put a raw newline inside a string.
+    decoder = json.JSONDecoder(strict=False)
     start = text.find("{")
     tries = 0
     while start != -1 and tries < _MAX_JSON_STARTS:
@@ -186,6 +221,43 @@ def _decode_first_object(text: str) -> dict[str, Any] | None:
             return value
         start = text.find("{", start + 1)
     return None
+
+
+# A JSON string literal, closed or cut off by the end of the text.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _escape_controls(text: str) -> str:
+    """Raw control characters inside JSON strings escaped (what ``strict=False`` tolerates)."""
+
+    def escape(match: re.Match[str]) -> str:
+        return _CONTROL.sub(lambda c: f"\\u{ord(c.group()):04x}", match.group())
+
+    return _STRING.sub(escape, text)
+
+
+def decode_partial_object(text: str, *, trailing_strings: bool = True) -> dict[str, Any] | None:
+    """The JSON object that starts at the first ``{`` of ``text``, even if it is cut off.
+
+    A reply cut by the length limit ends inside the object: what was complete is kept (and,
+    with ``trailing_strings``, the string that was being written when it was cut). Raw
+    newlines inside strings are accepted. Anything after a complete object is ignored.
+
+    Returns:
+        The object's keys and values, or ``None`` when no object starts in ``text``.
+    """
+    start = text.find("{")
+    if start == -1:
+        return None
+    try:
+        value = from_json(
+            _escape_controls(text[start:]),
+            allow_partial="trailing-strings" if trailing_strings else "on",
+        )
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _from_prose(text: str) -> ChainResult:
@@ -245,4 +317,16 @@ def parse_chain(text: str) -> ChainResult:
             parsed = _from_json_object(data)
             if parsed is not None:
                 return parsed
+    # A reply cut off inside its JSON (the length limit): keep what it had written.
+    cut = decode_partial_object(_unfenced(text))
+    if cut:
+        parsed = _from_json_object(cut)
+        if parsed is not None:
+            return parsed
     return _from_prose(text)
+
+
+def _unfenced(text: str) -> str:
+    """The text after an opening code fence that was never closed (or the text itself)."""
+    match = re.match(r"\s*```[ \t]*(?:json|JSON)?[ \t]*\n?", text)
+    return text[match.end() :] if match else text

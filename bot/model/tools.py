@@ -246,15 +246,19 @@ def _refuse_oversized(op: ast.operator, left: float | int, right: float | int) -
     takes about 0.3 s to compute before it is refused. Integer sizes are known in advance from
     the operands' bit lengths; floats overflow at once and are checked after.
     """
+    if isinstance(op, ast.Pow) and abs(right) > MAX_EXPONENT:
+        raise CalculationError(f"exponents above {MAX_EXPONENT} are not allowed")
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    # A non-zero int of bit length b is at least 2**(b - 1).
     if isinstance(op, ast.Pow):
-        if abs(right) > MAX_EXPONENT:
-            raise CalculationError(f"exponents above {MAX_EXPONENT} are not allowed")
-        if isinstance(left, int) and isinstance(right, int) and right > 0:
-            if (abs(left).bit_length() - 1) * right > MAX_RESULT_BITS:
-                raise CalculationError("the result is too large")
-    elif isinstance(op, ast.Mult) and isinstance(left, int) and isinstance(right, int):
-        if abs(left).bit_length() + abs(right).bit_length() - 1 > MAX_RESULT_BITS:
-            raise CalculationError("the result is too large")
+        at_least = (abs(left).bit_length() - 1) * right + 1 if right > 0 else 1
+    elif isinstance(op, ast.Mult):
+        at_least = abs(left).bit_length() + abs(right).bit_length() - 1
+    else:
+        return
+    if at_least > MAX_RESULT_BITS:
+        raise CalculationError("the result is too large")
 
 
 def _eval(node: ast.AST) -> float | int:

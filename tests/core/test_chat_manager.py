@@ -9,7 +9,7 @@ import pytest
 
 from bot.batch import process_message_batch
 from bot.chat_manager import ChatManager
-from bot.errors import ChatError, InputRejected, ModelNotFoundError
+from bot.errors import ChatError, InputRejected, ModelNotFoundError, OllamaError
 from bot.model.cache import ResponseCache
 from bot.model.ollama import OllamaChatModel
 from bot.model.retry import RetryPolicy
@@ -164,13 +164,40 @@ async def test_calculator_tool_round_trip(fake_ollama: FakeOllama) -> None:
 
 async def test_tools_are_refused_for_a_model_without_tool_support(fake_ollama: FakeOllama) -> None:
     async with manager(fake_ollama) as chat:
-        with pytest.raises(ChatError, match="initialize_model"):
-            chat.enable_function_calling()
         await chat.initialize_model()
         with pytest.raises(ChatError, match="does not support tools"):
             chat.enable_function_calling()
         await chat.send_message("hi")
     assert not fake_ollama.requests[0].get("tools")
+
+
+async def test_tools_enabled_before_the_model_is_known_are_checked_on_first_use(
+    fake_ollama: FakeOllama,
+) -> None:
+    async with manager(fake_ollama) as chat:
+        chat.enable_function_calling()  # recorded: nothing is known about llama3.2 yet
+        with pytest.raises(ChatError, match="does not support tools") as refused:
+            await chat.send_message("hi")
+        assert isinstance(refused.value, OllamaError)
+        assert chat.tools is None
+        reply = await chat.send_message("hi")
+    assert reply.content == "echo: hi"
+    assert len(fake_ollama.requests) == 1
+    assert not fake_ollama.requests[0].get("tools")
+
+
+async def test_the_model_is_learnt_once_on_first_use(fake_ollama: FakeOllama) -> None:
+    fake_ollama.add_model("qwen3", capabilities=["completion", "tools"], context_length=32768)
+    async with manager(fake_ollama, config=ModelConfig(name="qwen3")) as chat:
+        chat.enable_function_calling()
+        assert chat.model_info is None
+        await chat.send_message("one")
+        await chat.send_message("two")
+        await chat.execute_chain(ChainOfThoughtPrompt("three"))
+        assert chat.model_info is not None
+    assert [b["model"] for path, b in fake_ollama.log if path == "/api/show"] == ["qwen3"]
+    assert all(body["tools"] for body in fake_ollama.requests[:2])
+    assert fake_ollama.requests[0]["options"]["num_ctx"] == 8192
 
 
 async def test_chain_of_thought_with_good_json(fake_ollama: FakeOllama) -> None:
@@ -330,7 +357,9 @@ async def test_images_go_to_a_vision_model_and_are_refused_otherwise(
     fake_ollama.add_model("llava", capabilities=["completion", "vision"])
     async with manager(fake_ollama) as chat:
         with pytest.raises(ChatError, match="cannot see images"):
-            chat.send_message("what is this?", images=[b"\x89PNG"])
+            await chat.send_message("what is this?", images=[b"\x89PNG"])
+        with pytest.raises(ChatError, match="cannot see images"):
+            chat.send_message("what is this?", images=[b"\x89PNG"])  # known now: at once
         await chat.initialize_model("llava")
         await chat.send_message("what is this?", images=[b"\x89PNG"])
     assert len(fake_ollama.requests) == 1

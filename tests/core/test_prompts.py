@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
+from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain, strip_step_number
 from bot.types import Role
 
 GOOD = {"steps": ["Add 2 and 3", "Multiply by 4"], "reasoning": "2+3=5, 5*4=20", "solution": "20"}
@@ -129,3 +130,33 @@ def test_parser_never_crashes_on_arbitrary_json_shapes(
 ) -> None:
     result = parse_chain(before + json.dumps(data) + after)
     assert isinstance(result, ChainResult)
+
+
+def test_a_raw_newline_inside_a_json_string_is_still_read_as_json() -> None:
+    # llama.cpp's grammar lets a raw newline into a string (1 reply in 10 with a small model).
+    text = '{"steps": ["Add\nthe numbers"], "reasoning": "Easy.", "solution": "4"}'
+    assert parse_chain(text) == ChainResult(
+        reasoning="Easy.", solution="4", steps=["Add\nthe numbers"]
+    )
+
+
+def test_a_reply_cut_off_inside_its_json_keeps_what_it_had_written() -> None:
+    cut = '{ "steps": ["Count the apples", "Subtract the eaten ones"], "reasoning": "There we'
+    assert parse_chain(cut) == ChainResult(
+        reasoning="There we", steps=["Count the apples", "Subtract the eaten ones"]
+    )
+    fenced = '```json\n{"steps": ["One"], "solution": "Forty'
+    assert parse_chain(fenced) == ChainResult(solution="Forty", steps=["One"])
+
+
+@pytest.mark.parametrize(
+    "step", ["1. Add", "1) Add", "Step 1: Add", "step 1 - Add", "  3.  Add", "Add"]
+)
+def test_steps_the_model_numbered_itself_are_not_numbered_twice(step: str) -> None:
+    assert parse_chain(json.dumps({"steps": [step], "solution": "x"})).steps == ["Add"]
+    assert strip_step_number(step) == "Add"
+
+
+def test_a_step_that_starts_with_a_number_that_is_not_its_own_keeps_it() -> None:
+    assert strip_step_number("3 apples remain") == "3 apples remain"
+    assert strip_step_number("2.5 is half of 5") == "2.5 is half of 5"
