@@ -90,11 +90,17 @@ class Response(BaseModel):
     ``token_count`` is Ollama's ``eval_count``; durations are seconds. ``outcome`` says whether the
     reply is complete; a reply cut by a dropped connection is ``INTERRUPTED`` and ``error`` holds
     the user-facing reason.
+
+    Ollama sends its counters in the last line of a reply, which a stopped or interrupted reply
+    never gets. Then ``token_count`` also counts the chunks streamed since the last counters (one
+    token each, as Ollama streams them) and ``token_count_estimated`` is true; no speed is
+    computed from such a reply.
     """
 
     content: str = ""
     thinking: str = ""
     token_count: int = 0
+    token_count_estimated: bool = False
     prompt_token_count: int = 0
     model_name: str = ""
     done_reason: str | None = None
@@ -107,8 +113,8 @@ class Response(BaseModel):
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Generation speed, from the first token to the last."""
-        if not self.token_count or self.total_duration is None:
+        """Generation speed, first token to last; ``None`` without Ollama's counters."""
+        if not self.token_count or self.token_count_estimated or self.total_duration is None:
             return None
         gen_time = self.total_duration - (self.time_to_first_token or 0.0)
         if gen_time <= 0:

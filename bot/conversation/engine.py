@@ -427,6 +427,8 @@ def _as_message(stored: StoredMessage) -> Message | None:
 
 
 def _generation_time(response: Response) -> float | None:
-    if response.total_duration is None:
+    # Stored only beside Ollama's own counters: a speed from a count the bot made up (a stopped
+    # reply's streamed chunks) would skew the channel's mean.
+    if response.total_duration is None or response.token_count_estimated:
         return None
     return max(0.0, response.total_duration - (response.time_to_first_token or 0.0))

@@ -69,6 +69,9 @@ class ResponseStream:
         self._thinking: list[str] = []
         self._tool_calls: list[ToolCall] = []
         self._eval_count = 0
+        # Chunks of the current round not yet covered by Ollama's final counters: when the
+        # round never gets its final line (stopped, connection lost) they are the count.
+        self._uncounted = 0
         self._prompt_eval_count = 0
         self._done_reason: str | None = None
         self._shown = False
@@ -217,6 +220,7 @@ class ResponseStream:
                                 content.append(text)
                             if delta.thinking:
                                 self._thinking.append(delta.thinking)
+                            self._uncounted += 1
                             self._inside = None
                             if self._idle_waiter is not None:
                                 self._idle()
@@ -290,6 +294,7 @@ class ResponseStream:
 
     def _account(self, delta: ChatDelta) -> None:
         self._eval_count += delta.eval_count or 0
+        self._uncounted = 0
         if delta.prompt_eval_count is not None:
             self._prompt_eval_count = delta.prompt_eval_count
         self._done_reason = delta.done_reason
@@ -393,7 +398,8 @@ class ResponseStream:
         self._response = Response(
             content="".join(self._content),
             thinking="".join(self._thinking),
-            token_count=self._eval_count,
+            token_count=self._eval_count + self._uncounted,
+            token_count_estimated=self._uncounted > 0,
             prompt_token_count=self._prompt_eval_count,
             model_name=self._request.model,
             done_reason=self._done_reason,

@@ -385,14 +385,17 @@ class SqliteStore(SqliteDatabase):
         """Messages and tokens of every session of a room, and the mean reply speed.
 
         ``mean_tokens_per_second`` averages ``eval_tokens / duration`` over the assistant
-        messages that have a duration; ``None`` when there are none.
+        messages that have both counters and a duration (the engine stores no duration for a
+        reply whose count it estimated; older releases stored stopped replies with a duration
+        and 0 tokens); ``None`` when there are none.
         """
         async with self._op("read stats") as db:
             rows = await fetch(
                 db,
                 "SELECT COUNT(*), COALESCE(SUM(m.prompt_tokens), 0),"
                 " COALESCE(SUM(m.eval_tokens), 0),"
-                " AVG(CASE WHEN m.role = ? AND m.duration > 0 THEN m.eval_tokens / m.duration END)"
+                " AVG(CASE WHEN m.role = ? AND m.duration > 0 AND m.eval_tokens > 0"
+                " THEN m.eval_tokens / m.duration END)"
                 " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
                 " WHERE s.platform = ? AND s.room = ?",
                 (Role.ASSISTANT.value, platform, room),

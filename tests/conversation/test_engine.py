@@ -388,6 +388,37 @@ async def test_stats_count_the_channels_messages_and_tokens(engine: Engine) -> N
     assert result.stats.eval_tokens > 0
 
 
+async def test_a_stopped_reply_is_counted_but_left_out_of_the_mean_speed(
+    engine: Engine, fake_ollama: FakeOllama
+) -> None:
+    await engine.handle_turn(turn("one"), FakeSurface())
+    fake_ollama.script(Reply(tokens=[f"t{i} " for i in range(50)], hold_after=5))
+    surface = FakeSurface()
+    task = asyncio.create_task(engine.handle_turn(turn("talk"), surface))
+    await fake_ollama.wait_for_held()
+    await surface.wait_for_text("t4")
+    assert await engine.stop(KEY) is True
+    assert (await task).outcome is Outcome.STOPPED
+    await fake_ollama.wait_for_client_close()
+
+    session = await engine.store.session_id(KEY)
+    complete, stopped = [
+        m for m in await engine.store.recent_messages(session, 10) if m.role is Role.ASSISTANT
+    ]
+    assert (stopped.status, stopped.eval_tokens, stopped.duration) == (
+        MessageStatus.STOPPED,
+        5,
+        None,
+    )
+    assert complete.eval_tokens == 2
+    assert complete.duration
+    result = await engine.execute(CommandContext(KEY, None, ALICE), Stats())
+    assert isinstance(result, StatsView)
+    assert result.stats is not None
+    assert result.stats.eval_tokens == 2 + 5
+    assert result.stats.mean_tokens_per_second == pytest.approx(2 / complete.duration)
+
+
 async def test_a_reply_cut_by_a_crash_is_marked_interrupted_at_start(config: BotConfig) -> None:
     async with SqliteStore(config.storage.path) as store:
         session = await store.session_id(KEY)

@@ -24,7 +24,8 @@ split into word tokens (see :func:`echo_text`), so any test can assert on it.
 Failure modes a reply can script: HTTP error status before streaming (``status``), an
 ``{"error": ...}`` line after n tokens (``error_after``), an abrupt connection close after n tokens
 (``drop_after``), slow tokens (``first_token_delay``, ``token_delay``, or the server-wide
-``tokens_per_second``), and a ``gate`` event the reply waits on before its first token.
+``tokens_per_second``), a ``gate`` event the reply waits on before its first token, and a hold
+after n tokens (``hold_after``) until the client hangs up.
 
 Like Ollama, the fake stops a reply at ``options.num_predict`` tokens (thinking tokens count
 first) and ends it with ``done_reason: "length"``.
@@ -101,6 +102,10 @@ class Reply:
         status: Answer this HTTP status (e.g. 500) with an error body instead of streaming.
         done_reason: The ``done_reason`` of the last line.
         gate: If set, wait for this event before the first line (for deterministic tests).
+        hold_after: After this many content tokens, hold the stream open (counted in
+            ``streams_held``) until ``release`` is set; without ``release``, until the client
+            hangs up. Like Ollama, a stream the client closes gets no final line.
+        release: Ends the hold of ``hold_after``.
     """
 
     tokens: Sequence[str] = ()
@@ -114,6 +119,8 @@ class Reply:
     status: int | None = None
     done_reason: str = "stop"
     gate: asyncio.Event | None = None
+    hold_after: int | None = None
+    release: asyncio.Event | None = None
 
     @classmethod
     def text(cls, text: str, **kwargs: Any) -> Reply:
@@ -169,6 +176,7 @@ class FakeOllama:
         self.streams_started = 0
         self.streams_completed = 0
         self.streams_closed_by_client = 0
+        self.streams_held = 0
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._stopping = False
         self._runner: web.AppRunner | None = None
@@ -277,6 +285,10 @@ class FakeOllama:
     async def wait_for_client_close(self, n: int = 1, within: float = 5.0) -> None:
         """Wait until ``n`` streams in total were closed by the client before their end."""
         await self._wait(lambda: self.streams_closed_by_client >= n, within)
+
+    async def wait_for_held(self, n: int = 1, within: float = 5.0) -> None:
+        """Wait until ``n`` streams in total reached their ``hold_after`` point."""
+        await self._wait(lambda: self.streams_held >= n, within)
 
     async def wait_for_idle(self, within: float = 5.0) -> None:
         """Wait until no stream is active."""
@@ -409,6 +421,8 @@ class FakeOllama:
                     return resp
                 if reply.drop_after is not None and sent == reply.drop_after:
                     return self._drop(request, resp)
+                if reply.hold_after is not None and sent == reply.hold_after:
+                    await self._hold(reply)
                 wait = reply.first_token_delay if index == 0 else delay
                 if wait:
                     await asyncio.sleep(wait)
@@ -422,6 +436,8 @@ class FakeOllama:
                 return resp
             if reply.drop_after is not None and reply.drop_after >= sent:
                 return self._drop(request, resp)
+            if reply.hold_after is not None and reply.hold_after >= sent:
+                await self._hold(reply)
             await resp.write(_encode(self._final(name, body, reply, start, first)))
             await resp.write_eof()
             self.streams_completed += 1
@@ -435,6 +451,11 @@ class FakeOllama:
         finally:
             self.active_streams -= 1
             self._notify()
+
+    async def _hold(self, reply: Reply) -> None:
+        self.streams_held += 1
+        self._notify()
+        await (reply.release or asyncio.Event()).wait()
 
     @staticmethod
     def _drop(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:

@@ -161,6 +161,11 @@ class FakeSurface:
         async with asyncio.timeout(_WAIT_LIMIT), self._changed:
             await self._changed.wait_for(lambda: len(self.calls) >= n)
 
+    async def wait_for_text(self, fragment: str) -> None:
+        """Wait (at most 5 s, then fail) until a message shows ``fragment``."""
+        async with asyncio.timeout(_WAIT_LIMIT), self._changed:
+            await self._changed.wait_for(lambda: any(fragment in t for t in self.texts))
+
     def _attempt(self, text: str) -> None:
         call = self._calls
         self._calls += 1

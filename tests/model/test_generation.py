@@ -417,6 +417,47 @@ async def test_aclose_from_another_task_stops_a_reply_waiting_for_tokens(
     await fake_ollama.wait_for_client_close(1)
 
 
+async def test_a_stopped_reply_counts_its_streamed_chunks_and_reports_no_speed(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=[f"t{i} " for i in range(10)], hold_after=4))
+    stream = generator.stream(ask())
+    received = 0
+    async for _ in stream:
+        received += 1
+        if received == 4:
+            break
+    await stream.aclose()
+    response = await stream
+    await fake_ollama.wait_for_client_close()
+
+    # Ollama sends its counters in a last line that a closed stream never gets.
+    assert fake_ollama.streams_completed == 0
+    assert response.outcome is Outcome.STOPPED
+    assert response.token_count == 4
+    assert response.token_count_estimated
+    assert response.tokens_per_second is None
+
+
+async def test_an_interrupted_reply_counts_its_streamed_chunks(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["a ", "b ", "c ", "d "], drop_after=3))
+    response = await generator.stream(ask())
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.token_count == 3
+    assert response.token_count_estimated
+
+
+async def test_a_complete_reply_counts_with_ollamas_counters(generator: Generator) -> None:
+    response = await generator.stream(ask("one two"))
+
+    assert response.token_count == 3  # the fake's eval_count: "echo:", "one", "two"
+    assert not response.token_count_estimated
+    assert response.tokens_per_second is not None
+
+
 async def test_async_with_closes_a_reply_left_unfinished(
     generator: Generator, fake_ollama: FakeOllama
 ) -> None:

@@ -401,15 +401,18 @@ async def test_channel_stats_cover_every_session_of_the_room(store: Store) -> No
         NewMessage(Role.ASSISTANT, "a2", prompt_tokens=5, eval_tokens=30, duration=1.0),
     )
     after_reset = await store.reset_session(KEY)
-    # No duration (e.g. stored by an older release): counted, but not in the speed.
+    # No duration (a stopped reply whose tokens the engine counted itself, or one stored by an
+    # older release): counted, but not in the speed.
     await store.append(after_reset, NewMessage(Role.ASSISTANT, "a3", eval_tokens=7))
+    # A duration but no counters (a stopped reply as older releases stored it): not in the speed.
+    await store.append(after_reset, NewMessage(Role.ASSISTANT, "a4", duration=3.0))
     await store.append(
         await store.session_id(SessionKey("discord", "room-2")),
         NewMessage(Role.ASSISTANT, "elsewhere", eval_tokens=999, duration=0.1),
     )
 
     stats = await store.channel_stats("discord", "room-1")
-    assert stats.messages == 4
+    assert stats.messages == 5
     assert stats.prompt_tokens == 15
     assert stats.eval_tokens == 137
     assert stats.mean_tokens_per_second == pytest.approx((100 / 2.0 + 30 / 1.0) / 2)
