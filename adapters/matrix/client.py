@@ -5,6 +5,11 @@ is read in order: invites (accepted or declined by config), then each joined roo
 Events from before the bot joined a room are never answered, and the sync token is stored in the
 engine's store after every batch, so a restart neither replays old messages nor misses new ones
 (the engine's ``claim_event`` is the second guard against answering twice).
+
+In encrypted rooms nio decrypts the timeline during the sync; between syncs the bot uploads,
+queries and claims keys (:mod:`adapters.matrix.crypto`), answers emoji verification
+(:mod:`adapters.matrix.verification`) and retries messages whose key came late
+(:mod:`adapters.matrix.undecryptable`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import nio
 
 from adapters.matrix.addressing import parse_message
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.crypto import BotClient, store_dir
 from adapters.matrix.mending import mend_cut_replies
 from adapters.matrix.replies import PLATFORM, Replier
+from adapters.matrix.undecryptable import Undecryptable
+from adapters.matrix.verification import Verifier
 from bot.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -63,18 +71,12 @@ class MatrixBot:
         self.config = config
         self._access_token = access_token
         self._password = password
-        self.client = nio.AsyncClient(
-            config.homeserver,
-            config.user_id,
-            config=nio.AsyncClientConfig(
-                # 0: a 429 comes straight back; the surface turns it into RateLimited and the
-                # room's pacer learns the limit (nio's default retries forever).
-                max_limit_exceeded=config.max_rate_limit_retries,
-                max_timeouts=config.max_timeout_retries,
-                encryption_enabled=False,
-            ),
-        )
+        self.client = BotClient(config, store_dir(config))
         self.replier = Replier(self.client, engine, config, self._spawn)
+        self.undecryptable = Undecryptable(
+            self.client, config, self._spawn, self.replier.notice_reply, self._on_decrypted
+        )
+        self.verifier = Verifier(self.client, self._may_verify)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
@@ -94,7 +96,10 @@ class MatrixBot:
         stored_device = await self.engine.store.get_state(self._key("device_id"))
         device_id = self.config.device_id or stored_device
         if self._access_token:
-            self.client.restore_login(self.config.user_id, device_id or "", self._access_token)
+            # whoami first: the token's own device id keys the crypto store that restore_login
+            # loads.
+            self.client.user_id = self.config.user_id
+            self.client.access_token = self._access_token
             who = await self.client.whoami()
             if not isinstance(who, nio.WhoamiResponse):
                 raise ConfigError(f"The Matrix access token was refused: {who}", key="matrix")
@@ -104,7 +109,7 @@ class MatrixBot:
                     key="matrix.user_id",
                 )
             device_id = who.device_id or device_id
-            self.client.device_id = device_id
+            self.client.restore_login(self.config.user_id, device_id or "", self._access_token)
         else:
             if device_id:
                 self.client.device_id = device_id
@@ -115,7 +120,13 @@ class MatrixBot:
             device_id = response.device_id
         if device_id and device_id != stored_device:
             await self.engine.store.set_state(self._key("device_id"), device_id)
-        log.info("logged in", extra={"platform": PLATFORM, "device_id": device_id})
+        log.info(
+            "logged in",
+            extra={"platform": PLATFORM, "device_id": device_id,
+                   "encryption": self.client.encrypting},
+        )  # fmt: skip
+        # A new device publishes its identity and one-time keys before anyone needs them.
+        await self.client.upkeep()
 
     async def start(self) -> None:
         """Log in, run the first sync (so the bot knows its rooms), then keep syncing."""
@@ -206,6 +217,11 @@ class MatrixBot:
             log.warning("sync refused: %s", response)
             await asyncio.sleep(1.0)
             return
+        if self.client.encrypting:
+            await self.client.upkeep()
+            await self.verifier.handle(response.to_device_events)
+            await self.client.upkeep()
+            await self.undecryptable.retry()
         await self._handle_sync(response, replay=not fresh)
         try:
             await self.engine.store.set_state(self._key("sync"), response.next_batch)
@@ -223,7 +239,12 @@ class MatrixBot:
                 if source.get("type") == "m.room.create":
                     self.replier.note_create(room_id, source)
             room = self.client.rooms.get(room_id)
-            if room is not None and room.encrypted and _own_join(info, self.config.user_id) >= 0:
+            if (
+                room is not None
+                and room.encrypted
+                and not self.client.encrypting
+                and _own_join(info, self.config.user_id) >= 0
+            ):
                 await self.replier.on_encrypted(room_id)
             if replay:
                 await self._on_timeline(room_id, info)
@@ -245,7 +266,7 @@ class MatrixBot:
             if sender == self.config.user_id or sender in self.config.ignored_users:
                 continue
             try:
-                await self._on_event(room_id, kind, source)
+                await self._on_event(room_id, event)
             except Exception:
                 # One event the bot cannot handle (a homeserver sending a shape nobody expected)
                 # must not end the sync loop and silence the bot for every room: log it with
@@ -257,15 +278,44 @@ class MatrixBot:
         if someone_left:
             await self._leave_if_alone(room_id)
 
-    async def _on_event(self, room_id: str, kind: Any, source: dict[str, Any]) -> None:
-        if kind == "m.room.encrypted":
-            await self.replier.on_encrypted(room_id)
+    async def _on_event(self, room_id: str, event: Any) -> None:
+        source: dict[str, Any] = getattr(event, "source", {}) or {}
+        kind = source.get("type")
+        if isinstance(event, nio.MegolmEvent):
+            if self.client.encrypting:
+                await self.undecryptable.add(room_id, event)
+            else:
+                await self.replier.on_encrypted(room_id)
         elif kind == "m.reaction":
             await self.replier.on_reaction(room_id, source)
         elif kind == "m.room.message":
             message = parse_message(source)
             if message is not None:
-                await self.replier.on_message(room_id, message)
+                await self.replier.on_message(room_id, message, self._unverified(event))
+
+    async def _on_decrypted(self, room_id: str, event: Any) -> None:
+        """A message whose room key came late: handled once, like any other."""
+        source: dict[str, Any] = getattr(event, "source", {}) or {}
+        sender = source.get("sender")
+        if sender == self.config.user_id or sender in self.config.ignored_users:
+            return
+        await self._on_event(room_id, event)
+
+    def _unverified(self, event: Any) -> str | None:
+        """Under ``device_trust = "verified"``: the unverified device an event came from."""
+        if self.config.device_trust != "verified" or not getattr(event, "decrypted", False):
+            return None
+        device = self.client.device_of(event.sender, event.sender_key)
+        if device is not None and device.verified:
+            return None
+        return str(device.id) if device is not None else "(unknown device)"
+
+    def _may_verify(self, user_id: str) -> bool:
+        """A user may verify a device with the bot if they moderate a room it shares with them."""
+        return any(
+            user_id in room.users and self.replier.is_moderator(room_id, user_id)
+            for room_id, room in self.client.rooms.items()
+        )
 
     # --- membership ---------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ Secrets (the access token or password) are not part of it: the caller passes the
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["MatrixConfig"]
@@ -37,6 +40,16 @@ class MatrixConfig(BaseModel):
         max_rate_limit_retries: How many 429s matrix-nio may retry by itself per request.
             0: a 429 comes straight back and the streamer decides (it coalesces newer text).
         max_timeout_retries: How many connection timeouts matrix-nio retries per request.
+        encryption: Read and answer end-to-end encrypted rooms (needs ``matrix-nio[e2e]``).
+        crypto_store: Directory of the encryption keys (olm account, sessions, room keys, device
+            list), one SQLite file per device. Losing it loses the ability to read encrypted
+            rooms: back it up with the database. ``ollabot run`` puts it beside the database.
+        device_trust: Whose devices get the room keys: ``tofu`` trusts a device when first seen
+            and warns when a known device's keys change; ``all`` shares with every device;
+            ``verified`` only with devices verified by emoji (SAS), accepted from moderators.
+        undecryptable_notice_after: Seconds to wait for a missing room key before telling the
+            sender their message could not be read.
+        undecryptable_notice_interval: At most one such notice per sender and room this often.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +70,11 @@ class MatrixConfig(BaseModel):
     sync_timeout_ms: int = Field(default=30_000, ge=0)
     max_rate_limit_retries: int = Field(default=0, ge=0, le=5)
     max_timeout_retries: int = Field(default=3, ge=0, le=20)
+    encryption: bool = True
+    crypto_store: Path | None = None
+    device_trust: Literal["tofu", "all", "verified"] = "tofu"
+    undecryptable_notice_after: float = Field(default=5.0, ge=0, le=600)
+    undecryptable_notice_interval: float = Field(default=600.0, ge=0)
 
     @field_validator("homeserver")
     @classmethod

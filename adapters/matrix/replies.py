@@ -34,8 +34,16 @@ log = logging.getLogger(__name__)
 PLATFORM = "matrix"
 STOP_REACTIONS = frozenset({"⏹", "⏹️", "✋", "🛑", "✋️"})
 _E2EE_NOTICE = (
-    "🔒 This room is end-to-end encrypted, and I cannot read encrypted messages yet. "
-    "Talk to me in an unencrypted room."
+    "🔒 This room is end-to-end encrypted, and this installation of the bot cannot read "
+    "encrypted messages. Its operator can enable encryption by installing matrix-nio's e2e "
+    "support (pip install 'matrix-nio[e2e]') and setting [matrix] encryption = true. "
+    "Until then, talk to me in an unencrypted room."
+)
+_UNVERIFIED_NOTICE = (
+    "🔒 I only answer verified devices in encrypted rooms, and your device {device} is not "
+    "verified, so I do not share this room's keys with it. Verify it with me by emoji from your "
+    "client (a moderator can), then send your message again. (This notice is not encrypted: "
+    "your device could not read it otherwise.)"
 )
 _E2EE_NOTICE_INTERVAL = 600.0
 _PROGRESS_INTERVAL = 2.0
@@ -71,6 +79,7 @@ class Replier:
         # event id of a reply being streamed -> (session, author who asked)
         self._streaming: dict[str, tuple[SessionKey, str]] = {}
         self._e2ee_noticed: dict[str, float] = {}
+        self._unverified_noticed: dict[tuple[str, str], float] = {}
         self.stats = SendStats()
         self._creators: dict[str, frozenset[str]] = {}
 
@@ -167,11 +176,23 @@ class Replier:
 
     # --- messages -----------------------------------------------------------------------------
 
-    async def on_message(self, room_id: str, message: Incoming) -> None:
-        """Look at one message from someone else; answer it if the bot is addressed."""
+    async def on_message(
+        self, room_id: str, message: Incoming, unverified_device: str | None = None
+    ) -> None:
+        """Look at one message from someone else; answer it if the bot is addressed.
+
+        Args:
+            room_id: Where it was sent.
+            message: The message.
+            unverified_device: The sender's device, when ``device_trust = "verified"`` and it is
+                not verified: the bot refuses, saying why, instead of answering.
+        """
         text = message.body.strip()
         prefix = self.config.command_prefix
         if text == prefix or text.startswith(prefix + " "):
+            if unverified_device is not None:
+                await self._refuse_unverified(room_id, message, unverified_device)
+                return
             self._spawn(self._command(room_id, message, text[len(prefix) :].strip()))
             return
         room = self.client.rooms.get(room_id)
@@ -190,6 +211,9 @@ class Replier:
         )
         reason = addressed(message, facts)
         if reason is None:
+            return
+        if unverified_device is not None:
+            await self._refuse_unverified(room_id, message, unverified_device)
             return
         log.info(
             "addressed",
@@ -330,8 +354,38 @@ class Replier:
         log.info("stop reaction", extra={"platform": PLATFORM, "session": str(key),
                                           "stopped": stopped})  # fmt: skip
 
+    async def notice_reply(self, room_id: str, event_id: str, text: str) -> None:
+        """Post a notice replying to ``event_id`` (encrypted in an encrypted room)."""
+        await self._post(RoomSender(self.client, room_id, event_id, None), text, msgtype="m.notice")
+
+    async def _refuse_unverified(self, room_id: str, message: Incoming, device: str) -> None:
+        """Tell the sender, in plain text, that their unverified device is not answered."""
+        log.warning(
+            "refused an unverified device",
+            extra={"platform": PLATFORM, "room": room_id, "sender": message.sender,
+                   "device_id": device},
+        )  # fmt: skip
+        now = time.monotonic()
+        key = (room_id, device)
+        last = self._unverified_noticed.get(key)
+        if last is not None and now - last < self.config.undecryptable_notice_interval:
+            return
+        self._unverified_noticed[key] = now
+        body: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": _UNVERIFIED_NOTICE.format(device=device),
+            "m.mentions": {"user_ids": [message.sender]},
+            "m.relates_to": {"m.in_reply_to": {"event_id": message.event_id}},
+        }
+        await self.pacer(room_id).acquire()
+        response = await self.client.room_send_plain(room_id, body)
+        if isinstance(response, nio.RoomSendResponse):
+            self._own(response.event_id)
+        else:
+            log.warning("could not post the verification notice in %s: %s", room_id, response)
+
     async def on_encrypted(self, room_id: str) -> None:
-        """Say, at most every ten minutes per room, that encrypted rooms are not supported."""
+        """Without encryption support: say, at most every ten minutes per room, how to get it."""
         now = time.monotonic()
         last = self._e2ee_noticed.get(room_id)
         if last is not None and now - last < _E2EE_NOTICE_INTERVAL:

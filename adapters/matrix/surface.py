@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import nio
 
+from adapters.matrix.crypto import KeyChange
 from adapters.matrix.render import content, edit_content
 from bot.errors import ChatError, RateLimited
 from bot.reply.streamer import Pacer, ReplyStatus
@@ -37,6 +38,17 @@ async def send_checked(client: nio.AsyncClient, room_id: str, body: dict[str, An
     """
     try:
         response = await client.room_send(room_id, "m.room.message", body)
+    except KeyChange as err:
+        await client.tell_key_change(room_id, err)
+        raise ChatError(
+            f"I will not send into this encrypted room: a device of {err.user_id} "
+            f"({err.device_id}) presented new keys.",
+            {"room": room_id, "user": err.user_id, "device_id": err.device_id},
+        ) from err
+    except (nio.OlmTrustError, nio.GroupEncryptionError, nio.MembersSyncError) as err:
+        raise ChatError(
+            "Could not encrypt the message for this room.", {"room": room_id, "error": repr(err)}
+        ) from err
     except (aiohttp.ClientError, TimeoutError, nio.LocalProtocolError) as err:
         raise ChatError(
             "Could not post to the Matrix room (homeserver unreachable).",

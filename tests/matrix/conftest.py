@@ -276,6 +276,8 @@ async def start_bot(
             "homeserver": synapse.url,
             "user_id": user_id,
             "sync_timeout_ms": 5_000,
+            # Beside the database, as `ollabot run` puts it: every bot encrypts when it can.
+            "crypto_store": tmp_path / f"{user_id[1:].split(':')[0]}-crypto",
         }
         settings.update(overrides)
         config = MatrixConfig(**settings)

@@ -29,6 +29,13 @@ async def test_the_last_event_of_a_cut_reply_is_edited_to_say_it_was_interrupted
     bot = await start_bot(max_chars=500)
     room_id = await human.create_room(invite=(bot.user_id,))
     await human.wait_joined(room_id, bot.user_id)
+
+    async def bot_knows_room() -> bool:
+        # An encrypting client sends only into rooms it has synced (it must know the room is
+        # not encrypted).
+        return room_id in bot.bot.client.rooms
+
+    await eventually(bot_knows_room)
     # A reply long enough for two messages, cut before its end.
     partial = " ".join(f"word{i}" for i in range(100))
     parts = shown_parts(partial, 500)
