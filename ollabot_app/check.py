@@ -69,6 +69,9 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
             _line(out, BAD, status.name, status.problem)
         else:
             _line(out, OK, status.name, status.summary)
+        for fine, what, text in status.details:
+            healthy &= fine
+            _line(out, OK if fine else BAD, what, text)
     return 0 if healthy else 1
 
 

@@ -35,6 +35,7 @@ class AdapterStatus:
         summary: One line for ``ollabot check`` (never a secret).
         problem: What is missing or wrong, ``None`` when it can start.
         start: Runs the adapter until cancelled; ``None`` when it cannot start.
+        details: More lines for ``ollabot check``: ``(healthy, what, text)``.
     """
 
     name: str
@@ -42,6 +43,7 @@ class AdapterStatus:
     summary: str
     problem: str | None = None
     start: AdapterMain | None = None
+    details: tuple[tuple[bool, str, str], ...] = ()
 
 
 def make_model(config: BotConfig) -> OllamaChatModel:
@@ -128,10 +130,14 @@ def _matrix(config: BotConfig, source: str) -> AdapterStatus:
         return AdapterStatus("matrix", False, "not configured")
     try:
         from adapters.matrix.config import MatrixConfig
+        from adapters.matrix.crypto import describe_store, with_default_store
 
         settings = _validate(MatrixConfig, config.matrix, prefix="matrix", source=source)
     except ConfigError as exc:
         return AdapterStatus("matrix", True, "invalid", problem=exc.user_message)
+    settings = with_default_store(settings, config.storage.path)
+    fine, text = describe_store(settings)
+    encryption = (fine, "matrix encryption", text)
     token = secrets.matrix_access_token.get_secret_value() if secrets.matrix_access_token else None
     password = secrets.matrix_password.get_secret_value() if secrets.matrix_password else None
     if not token and not password:
@@ -140,6 +146,7 @@ def _matrix(config: BotConfig, source: str) -> AdapterStatus:
             True,
             "credentials missing",
             problem="matrix: set MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD in the environment",
+            details=(encryption,),
         )
     how = "MATRIX_ACCESS_TOKEN" if token else "MATRIX_PASSWORD"
 
@@ -153,4 +160,5 @@ def _matrix(config: BotConfig, source: str) -> AdapterStatus:
         True,
         f"ready ({settings.user_id} on {settings.homeserver}, {how} is set)",
         start=start,
+        details=(encryption,),
     )

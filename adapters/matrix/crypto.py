@@ -37,6 +37,7 @@ __all__ = [
     "KeyChange",
     "describe_store",
     "store_dir",
+    "with_default_store",
 ]
 
 log = logging.getLogger(__name__)
@@ -260,33 +261,49 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
         return await self._send(nio.RoomSendResponse, method, path, data, (room_id,))
 
 
-def describe_store(config: MatrixConfig, device_id: str | None) -> tuple[bool, str]:
+def with_default_store(config: MatrixConfig, database: Path) -> MatrixConfig:
+    """``config`` with ``crypto_store`` beside the bot's database when it does not name one."""
+    if config.crypto_store is not None:
+        return config
+    directory = database.parent / f"{database.stem}-matrix-crypto"
+    return config.model_copy(update={"crypto_store": directory})
+
+
+def describe_store(config: MatrixConfig) -> tuple[bool, str]:
     """For ``ollabot check``: whether encryption works as configured, in one line.
 
+    The device is ``[matrix] device_id``, else the one whose store file is in the directory.
+    The store is opened read-only.
+
     Returns:
-        ``(healthy, text)``; never opens the store for writing.
+        ``(healthy, text)``.
     """
     if not config.encryption:
-        return True, "encryption off ([matrix] encryption = false)"
+        return True, "off ([matrix] encryption = false)"
     if not ENCRYPTION_ENABLED:
         return False, (
-            "encryption unavailable (matrix-nio without its e2e extra): "
-            "pip install 'matrix-nio[e2e]'"
+            "unavailable: matrix-nio is installed without its e2e extra "
+            "(pip install 'matrix-nio[e2e]')"
         )
     directory = config.crypto_store
     if directory is None:
         return False, "no crypto store directory ([matrix] crypto_store)"
-    device = device_id or config.device_id
-    if device is None:
-        return True, f"available; crypto store in {directory} (device not created yet)"
-    path = directory / f"{config.user_id}_{device}.db"
+    prefix = f"{config.user_id}_"
+    if config.device_id is not None:
+        path = directory / f"{prefix}{config.device_id}.db"
+    else:
+        found = sorted(directory.glob(f"{prefix}*.db"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            return True, f"available; no device yet (its crypto store will be in {directory})"
+        path = found[-1]
+    device = path.name[len(prefix) : -len(".db")]
     if not path.exists():
         return True, f"available; device {device}; crypto store {path} not created yet"
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             accounts = db.execute("SELECT count(*) FROM accounts").fetchone()[0]
     except sqlite3.Error as err:
-        return False, f"device {device}; crypto store {path} is not readable: {err}"
+        return False, f"device {device}: crypto store {path} is not readable ({err})"
     if not accounts:
-        return False, f"device {device}; crypto store {path} holds no account"
+        return False, f"device {device}: crypto store {path} holds no account"
     return True, f"available; device {device}; crypto store {path} is readable"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nio.crypto import OlmAccount
+from nio.store import DefaultStore
 
 from tests.cli.runner import closed_port_url, run_ollabot, write_config
 from tests.fakes.fake_ollama import FakeOllama
@@ -98,3 +100,31 @@ async def test_ollama_host_from_the_config_file_is_used(
 
     assert result.code == 0, result.output
     assert "llama3.2:latest" in result.stdout
+
+
+async def test_check_reports_matrix_encryption_device_and_crypto_store(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    body = '[matrix]\nhomeserver = "http://127.0.0.1:9"\nuser_id = "@bot:example.org"\n'
+    config = write_config(tmp_path, body)
+    env = {"OLLAMA_HOST": fake_ollama.url, "MATRIX_ACCESS_TOKEN": SECRET}
+    store = tmp_path / "ollabot-matrix-crypto"  # beside the default database, ollabot.db
+
+    before = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+    # What the bot leaves after its first login: nio's store with the device's olm account.
+    store.mkdir()
+    crypto = DefaultStore("@bot:example.org", "BOTDEVICE", str(store))
+    crypto.save_account(OlmAccount())
+    after = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+    (store / "@bot:example.org_BOTDEVICE.db").write_bytes(b"not a database" * 100)
+    broken = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+
+    assert before.code == 0, before.output
+    assert "[ok] matrix encryption: available; no device yet" in before.stdout
+    assert after.code == 0, after.output
+    assert "[ok] matrix encryption: available; device BOTDEVICE; crypto store" in after.stdout
+    assert "is readable" in after.stdout
+    assert broken.code == 1
+    assert "[!!] matrix encryption: device BOTDEVICE: crypto store" in broken.stdout
+    assert "not readable" in broken.stdout
+    assert SECRET not in before.output + after.output + broken.output
