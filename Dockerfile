@@ -18,7 +18,10 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY ollabot_app ./ollabot_app
-RUN pip install . && rm -rf /root/.cache
+# matrix-nio[e2e] comes with the package: vodozemac ships manylinux wheels, so no compiler and no
+# libolm. The build fails here if Matrix encryption could not be loaded.
+RUN pip install . && rm -rf /root/.cache \
+    && python -c "import nio.crypto, sys; sys.exit(not nio.crypto.ENCRYPTION_ENABLED)"
 
 # A non-root user owning only the data directory (the SQLite database lives there).
 RUN useradd --create-home --uid 10001 ollabot \
@@ -27,8 +30,8 @@ RUN useradd --create-home --uid 10001 ollabot \
 USER ollabot
 
 # config/bot.toml is mounted at /app/config (read-only is fine); secrets come from the
-# environment. The bot runs in /app/data, so the default storage.path ("ollabot.db") lands in
-# the volume.
+# environment. The bot runs in /app/data, so the default storage.path ("ollabot.db") and the
+# Matrix crypto store beside it ("ollabot-matrix-crypto/") land in the volume: back up both.
 VOLUME ["/app/data"]
 WORKDIR /app/data
 ENV OLLAMA_HOST=http://ollama:11434

@@ -8,6 +8,7 @@ known to be encrypted. Everything the device decrypted is kept per room, in orde
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,20 @@ class CryptoHuman:
         )
         assert isinstance(response, nio.RoomSendResponse), response
         return str(response.event_id)
+
+    async def react(self, room_id: str, event_id: str, key: str) -> None:
+        """An encrypted reaction, as Element sends it in an encrypted room.
+
+        nio's ``room_send`` sends reactions in plain text, so this encrypts with the device's room
+        session and puts the event itself (the relation stays in clear, as the spec says).
+        """
+        relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+        kind, content = self.client.encrypt(room_id, "m.reaction", {"m.relates_to": relation})
+        txn = uuid.uuid4().hex
+        path = f"/_matrix/client/v3/rooms/{room_id}/send/{kind}/{txn}"
+        await asyncio.to_thread(
+            self.synapse.request, "PUT", path, content, token=self.client.access_token
+        )
 
     # --- what this device read ----------------------------------------------------------------
 

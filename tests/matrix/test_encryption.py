@@ -28,6 +28,9 @@ pytestmark = [
 ]
 
 NewPerson = Callable[[], CryptoHuman]
+# Synapse's limit is lifted for test bots; tell the bot's pacer too, so edits are not what the
+# tests wait for (pacing is proven in test_rate_limits.py).
+LIFTED: dict[str, Any] = {"messages_per_second": 20.0, "message_burst": 20}
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ async def test_encrypted_dm_is_answered_and_every_edit_decrypts_to_the_answer(
     person: NewPerson, start_bot: StartBot, fake_ollama: FakeOllama
 ) -> None:
     human = person()
-    bot = await start_bot()
+    bot = await start_bot(**LIFTED)
     room_id = await encrypted_dm(human, bot)
     tokens = ["word0", *(f" word{i}" for i in range(1, 30))]
     fake_ollama.script(Reply(tokens=tokens, token_delay=0.02))
@@ -102,7 +105,7 @@ async def test_after_a_restart_the_bot_reads_the_room_and_answers_nothing_twice(
     person: NewPerson, start_bot: StartBot
 ) -> None:
     human = person()
-    bot = await start_bot()
+    bot = await start_bot(**LIFTED)
     room_id = await encrypted_dm(human, bot)
     first = await human.send(room_id, "before")
     await answered(human, bot, room_id, first)
@@ -120,7 +123,7 @@ async def test_a_second_device_is_answered_and_can_read_the_answer(
     person: NewPerson, start_bot: StartBot, tmp_path: Path, people: list[CryptoHuman]
 ) -> None:
     human = person()
-    bot = await start_bot()
+    bot = await start_bot(**LIFTED)
     room_id = await encrypted_dm(human, bot)
     first = await human.send(room_id, "from my laptop")
     await answered(human, bot, room_id, first)
@@ -136,11 +139,31 @@ async def test_a_second_device_is_answered_and_can_read_the_answer(
     assert assert_all_encrypted(phone, room_id, bot, since=asked) == []
 
 
+async def test_encrypted_stop_reaction_stops_a_streaming_reply(
+    person: NewPerson, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=[f"t{i} " for i in range(2000)], token_delay=0.01))
+    human = person()
+    bot = await start_bot(**LIFTED)
+    room_id = await encrypted_dm(human, bot)
+    asked = await human.send(room_id, "talk forever")
+    [reply] = await human.until(lambda: human.answers(room_id, bot.user_id, asked))
+
+    await human.react(room_id, reply["event_id"], "⏹️")
+    await fake_ollama.wait_for_client_close(within=20)
+    await bot.bot.idle()
+    await human.step()
+
+    shown = human.shown(room_id, bot.user_id, reply)
+    assert "Stopped" in shown
+    assert "t1999" not in shown
+
+
 async def test_undecryptable_message_gets_one_notice_and_a_late_key_one_answer(
     person: NewPerson, start_bot: StartBot
 ) -> None:
     human = person()
-    bot = await start_bot(undecryptable_notice_after=0.2)
+    bot = await start_bot(undecryptable_notice_after=0.2, **LIFTED)
     room_id = await encrypted_dm(human, bot)
     await human.until(lambda: human.client.device_store[bot.user_id])
     bot_device = next(iter(human.client.device_store[bot.user_id].values()))
@@ -202,7 +225,7 @@ async def test_encrypted_room_with_three_members_keeps_power_levels(
     person: NewPerson, start_bot: StartBot, fake_ollama: FakeOllama
 ) -> None:
     fake_ollama.add_model("qwen3")
-    bot = await start_bot()
+    bot = await start_bot(**LIFTED)
     mod, member = person(), person()
     response = await mod.client.room_create(
         name="encrypted team",
@@ -237,7 +260,7 @@ async def test_verified_trust_refuses_an_unverified_device_until_emoji_verificat
     person: NewPerson, start_bot: StartBot
 ) -> None:
     human = person()
-    bot = await start_bot(device_trust="verified")
+    bot = await start_bot(device_trust="verified", **LIFTED)
     room_id = await encrypted_dm(human, bot)
 
     refused = await human.send(room_id, "hello?")
