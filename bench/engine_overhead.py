@@ -98,6 +98,7 @@ async def main(tokens: int, rounds: int) -> None:
         backend = OllamaChatModel(fake.url)
         generator = Generator(backend, timeouts=Timeouts(), retry=RetryPolicy())
         manager = ChatManager(ModelConfig(name=MODEL), host=fake.url)
+        await manager.initialize_model()  # else the first timed reply would learn the model
         # Every variant asks for the same thing as ChatManager does (its sampling options and
         # context size): sending options costs the client and the fake ~1.5 ms of CPU per
         # request here, which is not engine overhead.
