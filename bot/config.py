@@ -62,6 +62,7 @@ class DefaultsConfig(_Frozen):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = None
     num_predict: int | None = None
+    chain_num_predict: int = Field(default=1024, ge=1)
     think: bool = False
     show_thinking: bool = False
     tools: bool = True

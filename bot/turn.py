@@ -58,6 +58,7 @@ class Turn:
         server: The Discord guild or Matrix space, for the settings cascade; ``None`` in DMs.
         attachments: Files that came with it.
         event_id: The platform's id of the message, so the same event is never answered twice.
+        chain: Answer as a chain of thought (``cot``): reasoning steps, then the solution.
     """
 
     key: SessionKey
@@ -66,3 +67,4 @@ class Turn:
     server: str | None = None
     attachments: tuple[Attachment, ...] = field(default=())
     event_id: str | None = None
+    chain: bool = False

@@ -137,6 +137,8 @@ class ConsoleChat:
             return False
         if head == "ask":
             self._start_turn(rest)
+        elif head == "cot" and rest.strip():
+            self._start_turn(rest, chain=True)  # a reply like any other: /stop, Ctrl-C
         elif head == "chat":
             await self._render(await self._engine.execute(self._ctx, Reset()))
             if rest.strip():
@@ -155,8 +157,8 @@ class ConsoleChat:
             return
         await self._render(await self._engine.execute(self._ctx, command))
 
-    def _start_turn(self, text: str) -> None:
-        turn = Turn(key=CONSOLE_KEY, author=self._author, text=text)
+    def _start_turn(self, text: str, *, chain: bool = False) -> None:
+        turn = Turn(key=CONSOLE_KEY, author=self._author, text=text, chain=chain)
         self._turn_task = asyncio.create_task(self._reply(turn), name="console-turn")
 
     async def _reply(self, turn: Turn) -> None:

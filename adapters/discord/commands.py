@@ -20,7 +20,6 @@ from adapters.discord.turns import ask, chat
 from bot.conversation.commands import (
     Command,
     CommandContext,
-    Cot,
     Help,
     ModelList,
     ModelPull,
@@ -313,7 +312,13 @@ class Commands:
 
         @tree.command(name="cot", description="Reasoning steps, then the solution")
         async def cot_cmd(interaction: Interaction, task: str) -> None:
-            await run(interaction, Cot(task))
+            # A reply like /ask: queued, rate-limited, streamed, stoppable with /stop, stored.
+            reason = await self.refusal(interaction)
+            if reason is not None:
+                await interaction.response.send_message(reason, ephemeral=True)
+                return
+            ctx = self.context(interaction)
+            await ask(interaction, rt, task, ctx, private=False, chain=True)
 
         @tree.command(name="settings", description="Every setting in force here")
         async def settings_cmd(interaction: Interaction) -> None:

@@ -79,8 +79,9 @@ async def ask(
     ctx: CommandContext,
     *,
     private: bool,
+    chain: bool = False,
 ) -> None:
-    """Answer in place; privately (ephemeral) when asked.
+    """Answer in place; privately (ephemeral) when asked; as a chain of thought with ``chain``.
 
     In a channel it starts a conversation of its own, which a reply to the answer continues;
     in a thread or a DM it is part of that conversation.
@@ -94,7 +95,7 @@ async def ask(
     surface = _interaction_surface(
         interaction, rt, ephemeral=private, on_sent=rt.chains.linker(root) if linked else None
     )
-    await _answer(interaction, rt, ctx, key, prompt, surface, channel_id)
+    await _answer(interaction, rt, ctx, key, prompt, surface, channel_id, chain=chain)
 
 
 async def _answer(
@@ -105,6 +106,8 @@ async def _answer(
     prompt: str,
     surface: ChannelSurface | InteractionSurface,
     channel_id: int,
+    *,
+    chain: bool = False,
 ) -> None:
     """Hand the prompt to the engine as a turn of ``key``, answered on ``surface``."""
     turn = Turn(
@@ -113,6 +116,7 @@ async def _answer(
         text=prompt,
         server=ctx.server,
         event_id=str(interaction.id),
+        chain=chain,
     )
     try:
         with rt.replying(), rt.running.track(channel_id, key, turn.author.id):

@@ -18,7 +18,13 @@ from cachetools import LRUCache
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
-from bot.conversation.commands import CommandContext, PullView, parse_command, render_progress_bar
+from bot.conversation.commands import (
+    CommandContext,
+    Cot,
+    PullView,
+    parse_command,
+    render_progress_bar,
+)
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
@@ -229,7 +235,15 @@ class Replier:
             return message.event_id
         return None
 
-    async def _turn(self, room_id: str, message: Incoming, display: str | None) -> None:
+    async def _turn(
+        self,
+        room_id: str,
+        message: Incoming,
+        display: str | None,
+        *,
+        chain_task: str | None = None,
+    ) -> None:
+        """Answer ``message`` as a turn (``chain_task``: a ``cot`` command's chain of thought)."""
         root = self._thread_root(message)
         key = SessionKey(PLATFORM, room_id, root if self.config.reply_in_thread else None)
         if root is not None and self.config.reply_in_thread:
@@ -239,8 +253,13 @@ class Replier:
         turn = Turn(
             key=key,
             author=author,
-            text=strip_mention(message.body, self.config.user_id, display),
+            text=(
+                chain_task
+                if chain_task is not None
+                else strip_mention(message.body, self.config.user_id, display)
+            ),
             event_id=message.event_id,
+            chain=chain_task is not None,
         )
         surface_ids: list[str] = []
 
@@ -296,6 +315,10 @@ class Replier:
             command = parse_command(rest)
         except InputRejected as err:
             await self._post(sender, err.user_message, msgtype="m.notice")
+            return
+        if isinstance(command, Cot):
+            # A reply like any other: queued, streamed, stoppable with the stop reaction.
+            await self._turn(room_id, message, None, chain_task=command.task)
             return
         result = await self.engine.execute(ctx, command)
         event_id = await self._post(sender, result.as_markdown(), msgtype="m.notice")

@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.config import BotConfig
 from bot.conversation.attachments import compose_prompt
+from bot.conversation.chain import ChainStream, chain_request
 from bot.conversation.commands import Command, CommandContext, CommandResult
 from bot.conversation.cut_replies import Mend, mend_cut_replies
 from bot.conversation.runner import CommandRunner
@@ -34,7 +35,7 @@ from bot.model.tools import ToolRegistry, builtin_tools
 from bot.reply.streamer import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.store.port import CutReply, MessageStatus, NewMessage, Store, StoredMessage
 from bot.turn import SessionKey, Turn
-from bot.types import Message, ModelInfo, Outcome, Response, Role
+from bot.types import Message, ModelInfo, Outcome, Response, Role, StreamChunk
 from bot.validation import validate_input
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ class Engine:
             sessions=self.sessions,
             model=model,
             catalogue=self.catalogue,
-            generator=self.generator,
         )
         self._cut_replies: list[CutReply] = []
         self._closed = False
@@ -280,7 +280,10 @@ class Engine:
             options=settings.model_config().options(settings.mode),
             think=settings.think and info.supports_thinking,
         )
-        use_tools = self.config.defaults.tools and info.supports_tools
+        chain = ChainStream() if turn.chain else None
+        if chain is not None:
+            request = chain_request(request, num_predict=self.config.defaults.chain_num_predict)
+        use_tools = self.config.defaults.tools and info.supports_tools and chain is None
         reply_id = await self.store.append(
             session_id, NewMessage(Role.ASSISTANT, "", status=MessageStatus.STREAMING)
         )
@@ -288,7 +291,7 @@ class Engine:
         await streamer.start()
         stream = self.generator.stream(request, tool_runner=self._tools if use_tools else None)
         try:
-            response = await self._run_stream(ticket, stream, streamer, reply_id)
+            response = await self._run_stream(ticket, stream, streamer, reply_id, chain)
         except OllabotError as err:
             # Failed before any text: this reply's message shows the error (one message, not
             # a second one), and the stored reply says so.
@@ -329,15 +332,26 @@ class Engine:
         )
 
     async def _run_stream(
-        self, ticket: Ticket, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int
+        self,
+        ticket: Ticket,
+        stream: ResponseStream,
+        streamer: ReplyStreamer,
+        reply_id: int,
+        chain: ChainStream | None = None,
     ) -> Response:
-        """Feed the stream to the streamer, saving partial text; ``stop`` closes the stream."""
+        """Feed the stream to the streamer, saving partial text; ``stop`` closes the stream.
+
+        With ``chain``, the model's JSON is shown (and saved) as the chain's display text.
+        """
         ticket.on_stop(stream.aclose)
         partial: list[str] = []
         last_save = time.monotonic()
         sent = 0
         try:
-            async for chunk in stream:
+            async for delta in stream:
+                chunk = delta
+                if chain is not None:
+                    chunk = StreamChunk(content=chain.feed(delta.content), thinking=delta.thinking)
                 streamer.push(chunk)
                 if chunk.content:
                     partial.append(chunk.content)
@@ -363,11 +377,17 @@ class Engine:
                     await self.store.update_message(
                         reply_id, content="".join(partial), status=MessageStatus.STREAMING
                     )
-            return await stream
+            response = await stream
         except asyncio.CancelledError:
             # The bot is shutting down: the reply ends here, marked interrupted.
             await self._shutdown_reply(stream, streamer, reply_id, "".join(partial))
             raise
+        if chain is None:
+            return response
+        tail = chain.finish()  # what a reply cut off inside a step still had to say
+        if tail:
+            streamer.push(StreamChunk(content=tail))
+        return response.model_copy(update={"content": chain.text})
 
     async def _shutdown_reply(
         self, stream: ResponseStream, streamer: ReplyStreamer, reply_id: int, text: str

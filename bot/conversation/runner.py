@@ -12,7 +12,6 @@ from typing import Any
 
 from bot.conversation.commands import (
     HELP_LINES,
-    ChainView,
     Command,
     CommandContext,
     CommandResult,
@@ -43,9 +42,7 @@ from bot.conversation.sessions import SessionManager
 from bot.conversation.settings import SettingKey, SettingsResolver, parse_value, target_scope
 from bot.errors import OllabotError
 from bot.model.catalogue import ModelCatalogue
-from bot.model.generation import Generator
-from bot.model.port import ChatModel, ChatRequest
-from bot.prompts import ChainOfThoughtPrompt, parse_chain
+from bot.model.port import ChatModel
 from bot.store.port import Scope, ScopeKind, Store
 from bot.types import ChatMode, PullProgress
 
@@ -63,7 +60,6 @@ class CommandRunner:
         sessions: Queues and running replies (for ``stop`` and ``reset``).
         model: The chat model backend (``list``, ``pull``).
         catalogue: Model metadata, to check a ``model set`` name.
-        generator: Streams a chain of thought.
     """
 
     def __init__(
@@ -74,14 +70,12 @@ class CommandRunner:
         sessions: SessionManager,
         model: ChatModel,
         catalogue: ModelCatalogue,
-        generator: Generator,
     ) -> None:
         self._settings = settings
         self._store = store
         self._sessions = sessions
         self._model = model
         self._catalogue = catalogue
-        self._generator = generator
 
     async def run(self, ctx: CommandContext, command: Command) -> CommandResult:
         try:
@@ -122,8 +116,15 @@ class CommandRunner:
                 return await self._set(ctx, SettingKey.SYSTEM_PROMPT, None, scope)
             case ThinkSet(on=on, scope=scope):
                 return await self._set(ctx, SettingKey.THINK, on, scope)
-            case Cot(task=task):
-                return await self._chain(ctx, task)
+            case Cot():
+                # A chain of thought is a reply: queued, streamed, stoppable and stored like
+                # any other. Adapters hand it to Engine.handle_turn as Turn(chain=True).
+                return CommandResult(
+                    "Chain of thought",
+                    "A chain of thought is answered as a reply in the conversation.",
+                    ok=False,
+                    ephemeral=True,
+                )
             case SettingsShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)
                 rows = [
@@ -229,20 +230,6 @@ class CommandRunner:
             self._catalogue.forget(name)
 
         return PullView(f"Pulling `{name}`", model=name, progress=progress())
-
-    async def _chain(self, ctx: CommandContext, task: str) -> CommandResult:
-        settings = await self._settings.effective(ctx.key, ctx.server)
-        info = await self._catalogue.info(settings.model)
-        prompt = ChainOfThoughtPrompt(task=task)
-        request = ChatRequest(
-            model=settings.model,
-            messages=prompt.messages(settings.system_prompt),
-            options=settings.model_config().options(settings.mode),
-            format=prompt.schema(),
-            think=settings.think and info.supports_thinking,
-        )
-        response = await self._generator.stream(request)
-        return ChainView("Chain of thought", chain=parse_chain(response.content))
 
 
 _AUDIT_TEXT_CHARS = 500

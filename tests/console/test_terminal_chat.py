@@ -241,3 +241,32 @@ async def test_a_reply_cut_at_the_length_limit_says_so(
     assert result.code == 0, result.output
     assert "An answer that looks whole." in result.stdout
     assert "cut at the length limit" in result.stdout
+
+
+async def test_cot_streams_its_steps_and_ctrl_c_stops_it_without_leaving(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    config = write_config(tmp_path)
+    hold = asyncio.Event()  # never set: the model is stuck after its first step
+    tokens = ['{"steps": ["1. Multiply', ' 6 by 7"', ', "Che', 'ck"]}']
+    fake_ollama.script(Reply(tokens=tokens, hold_after=3, release=hold))
+    proc = await start_ollabot(
+        "--config", str(config), "chat", cwd=tmp_path, env={"OLLAMA_HOST": fake_ollama.url}
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    proc.stdin.write(b"/cot what is 6*7?\n")
+    await proc.stdin.drain()
+    shown = await read_until(proc.stdout, "Multiply 6 by 7")  # progress while it runs
+    proc.send_signal(signal.SIGINT)  # stops the chain, like any reply
+    shown += await read_until(proc.stdout, "stopped")
+    result = await finish(proc, "after the chain\n/quit\n")
+
+    assert result.code == 0, result.output
+    assert "1. Multiply 6 by 7" in shown
+    assert "1. 1." not in shown
+    assert "{" not in shown
+    assert "echo: after the chain" in result.stdout
+    assert fake_ollama.requests[0]["format"]["type"] == "object"
+    assert _user_texts(fake_ollama.requests[1])[0] == "what is 6*7?"  # stored in the chat

@@ -11,7 +11,6 @@ import pytest
 
 from bot.config import BotConfig
 from bot.conversation.commands import (
-    ChainView,
     CommandContext,
     Cot,
     ModelPull,
@@ -364,18 +363,11 @@ async def test_pull_reports_progress_and_installs_the_model(
     assert "mistral" in " ".join(await engine.model_names())
 
 
-async def test_chain_of_thought_returns_reasoning_then_solution(
-    engine: Engine, fake_ollama: FakeOllama
-) -> None:
-    fake_ollama.script(
-        Reply.text('{"steps": ["17*20=340", "17*3=51"], "reasoning": "sum", "solution": "391"}')
-    )
+async def test_cot_as_a_command_points_to_the_reply_path(engine: Engine) -> None:
+    # A chain of thought is a turn (Turn(chain=True)); see test_chain_turns.py.
     result = await engine.execute(CommandContext(KEY, None, ALICE), Cot("17 * 23?"))
-    assert isinstance(result, ChainView)
-    assert result.chain is not None
-    assert result.chain.solution == "391"
-    assert result.as_markdown().index("Reasoning") < result.as_markdown().index("391")
-    assert fake_ollama.requests[-1]["format"]["type"] == "object"
+    assert not result.ok
+    assert "as a reply" in result.body
 
 
 async def test_stats_count_the_channels_messages_and_tokens(engine: Engine) -> None:

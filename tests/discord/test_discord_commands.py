@@ -200,3 +200,30 @@ async def test_slow_command_is_deferred_then_answered(
     gate.set()
     text = await response_of(world, inter)
     assert "42" in text
+
+
+async def test_cot_is_a_reply_its_steps_stream_and_stop_ends_it(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama, engine: Engine
+) -> None:
+    fake = world.fake
+    hold = asyncio.Event()  # never set: the model is stuck after its first step
+    tokens = ['{"steps": ["1. Multiply', ' 6 by 7"', ', "Che', 'ck"]}']
+    fake_ollama.script(Reply(tokens=tokens, hold_after=3, release=hold))
+    inter = await fake.send_slash(world.alice, world.general, "cot", options={"task": "6*7"})
+    shown = await fake.wait_for(
+        lambda: (
+            inter.original_id
+            and "Multiply" in fake.messages[inter.original_id].content
+            and fake.messages[inter.original_id].content
+        )
+    )
+    assert shown.startswith("**Reasoning**\n1. Multiply 6 by 7")  # numbered once, no JSON
+    await fake.send_slash(world.alice, world.general, "stop")
+    text = await fake.wait_for(
+        lambda: (
+            "stopped" in fake.messages[inter.original_id].content
+            and fake.messages[inter.original_id].content
+        )
+    )
+    assert "{" not in text
+    assert fake_ollama.requests[-1]["format"]["type"] == "object"

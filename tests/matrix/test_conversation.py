@@ -272,3 +272,30 @@ async def test_stop_command_in_the_thread_stops_its_reply(
     await bot.bot.idle()
 
     assert "Stopped" in await human.visible_text(room_id, replies[0]["event_id"])
+
+
+async def test_cot_streams_its_steps_as_a_reply_and_the_stop_reaction_stops_it(
+    human: Human, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    hold = asyncio.Event()  # never set: the model is stuck after its first step
+    tokens = ['{"steps": ["1. Multiply', ' 6 by 7"', ', "Che', 'ck"]}']
+    fake_ollama.script(Reply(tokens=tokens, hold_after=3, release=hold))
+    bot = await start_bot()
+    room_id = await room_with_bot(human, bot)
+    asked = await human.send(room_id, "!ollabot cot 6*7")
+    replies = await eventually(lambda: human.replies_to(room_id, bot.user_id, asked))
+
+    async def step_shown() -> bool:
+        return "Multiply 6 by 7" in await human.visible_text(room_id, replies[0]["event_id"])
+
+    await eventually(step_shown)
+    await human.react(room_id, replies[0]["event_id"], "⏹️")
+    await fake_ollama.wait_for_client_close(within=20)
+    await bot.bot.idle()
+
+    shown = await human.visible_text(room_id, replies[0]["event_id"])
+    assert "Reasoning" in shown
+    assert "\n1. Multiply 6 by 7" in shown  # numbered once
+    assert "{" not in shown  # no raw JSON
+    assert "Stopped" in shown
+    assert fake_ollama.requests[-1]["format"]["type"] == "object"
