@@ -92,7 +92,8 @@ async def test_chain_steps_are_shown_as_they_are_parsed(
     task = asyncio.create_task(engine.handle_turn(turn("apples?", chain=True), surface))
 
     await surface.wait_for_text("Count the apples")
-    assert "".join(surface.texts) == "**Reasoning**\n1. Count the apples"  # the second step is not complete yet
+    # The second step is not complete yet: only the first is shown.
+    assert "".join(surface.texts) == "**Reasoning**\n1. Count the apples"
     hold.set()
     result = await task
     assert result.text == "**Reasoning**\n1. Count the apples\n2. Take away the eaten ones"
