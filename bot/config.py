@@ -27,10 +27,28 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value:
+        raise ValueError("must not be empty")
+    if "://" not in value:
+        value = f"http://{value}"
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 class OllamaConfig(_Frozen):
-    """Where Ollama is and how long to wait for it (seconds)."""
+    """Where Ollama is and how long to wait for it (seconds).
+
+    ``hosts`` lists several Ollama servers to route between; when it is set, ``host`` (and
+    ``OLLAMA_HOST``) are ignored. ``max_parallel_per_host`` caps the generations the bot runs at
+    once on each of them (Ollama's own ``OLLAMA_NUM_PARALLEL`` default is 4).
+    """
 
     host: str = DEFAULT_OLLAMA_HOST
+    hosts: tuple[str, ...] | None = None
+    max_parallel_per_host: int = Field(default=4, ge=1, le=64)
     connect_timeout: float = Field(default=5.0, gt=0)
     first_token_timeout: float = Field(default=120.0, gt=0)
     between_tokens_timeout: float = Field(default=60.0, gt=0)
@@ -42,14 +60,32 @@ class OllamaConfig(_Frozen):
     @field_validator("host")
     @classmethod
     def _host_is_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
+        return _url(value)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_are_urls(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
         if not value:
-            raise ValueError("must not be empty")
-        if "://" not in value:
-            value = f"http://{value}"
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+            raise ValueError("must name at least one host (or leave it out to use ollama.host)")
+        urls = tuple(_url(v) for v in value)
+        if len(set(urls)) != len(urls):
+            raise ValueError("names a host twice")
+        return urls
+
+    @property
+    def host_urls(self) -> tuple[str, ...]:
+        """The Ollama servers in use: ``hosts`` when set, else ``host`` alone."""
+        return self.hosts if self.hosts is not None else (self.host,)
+
+    @property
+    def ignored_host(self) -> str | None:
+        """The ``host`` (from the file or ``OLLAMA_HOST``) that ``hosts`` overrides, if one was
+        given: the bot warns about it at start."""
+        if self.hosts is not None and "host" in self.model_fields_set:
+            return self.host
+        return None
 
 
 class DefaultsConfig(_Frozen):

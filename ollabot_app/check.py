@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from bot.config import BotConfig
 from bot.errors import OllamaError
-from bot.model.ollama import OllamaChatModel
+from bot.model.port import ChatModel, short_host
 from bot.types import ModelInfo
 from ollabot_app.wiring import adapter_statuses, make_model
 
@@ -22,9 +23,9 @@ __all__ = ["check", "list_models", "model_installed"]
 OK, BAD, OFF = "ok", "!!", "--"
 
 
-def model_installed(name: str, models: list[ModelInfo]) -> bool:
+def model_installed(name: str, models: Sequence[ModelInfo | str]) -> bool:
     """Whether ``name`` is installed; ``llama3.2`` matches Ollama's ``llama3.2:latest``."""
-    names = {m.name for m in models}
+    names = {m if isinstance(m, str) else m.name for m in models}
     return name in names or (":" not in name and f"{name}:latest" in names)
 
 
@@ -40,24 +41,7 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
     """
     healthy = True
     _line(out, OK, "config", f"{source} is valid")
-    model = make_model(config)
-    try:
-        version = await model.version()
-        _line(out, OK, "ollama", f"reachable at {model.host} (version {version})")
-        models = await model.list_models()
-        names = ", ".join(m.name for m in models) or "none"
-        _line(out, OK if models else BAD, "models", names)
-        default = config.defaults.model
-        if model_installed(default, models):
-            _line(out, OK, "default model", f"{default} is installed")
-        else:
-            healthy = False
-            _line(out, BAD, "default model", f"{default} is not installed: ollama pull {default}")
-    except OllamaError as exc:
-        healthy = False
-        _line(out, BAD, "ollama", exc.user_message)
-    finally:
-        await model.close()
+    healthy &= await _check_ollama(config, out)
 
     healthy &= _check_storage(config.storage.path, out)
 
@@ -87,20 +71,60 @@ def _check_storage(path: Path, out: TextIO) -> bool:
     return False
 
 
+async def _check_ollama(config: BotConfig, out: TextIO) -> bool:
+    """One line per Ollama host (with its models when there are several), then the models and
+    the default model. Healthy only when every host answers and one of them has the default."""
+    model = make_model(config)
+    try:
+        hosts = await model.hosts()
+    finally:
+        await model.close()
+    several = len(hosts) > 1
+    for host in hosts:
+        if not host.up:
+            _line(out, BAD, "ollama", host.detail or f"Cannot reach Ollama at {host.url}.")
+            continue
+        _line(out, OK, "ollama", f"reachable at {host.url} (version {host.version})")
+        if several:
+            loaded = f" (loaded: {', '.join(host.loaded)})" if host.loaded else ""
+            models = ", ".join(host.models) or "none"
+            _line(out, OK if host.models else BAD, f"models on {short_host(host.url)}",
+                  f"{models}{loaded}")  # fmt: skip
+    up = [h for h in hosts if h.up]
+    if not up:
+        return False
+    names = sorted({name for h in up for name in h.models})
+    _line(out, OK if names else BAD, "models", ", ".join(names) or "none")
+    default = config.defaults.model
+    having = [h for h in up if model_installed(default, h.models)]
+    if not having:
+        _line(out, BAD, "default model", f"{default} is not installed: ollama pull {default}")
+        return False
+    where = f" on {len(having)} of {len(hosts)} hosts" if several else ""
+    _line(out, OK, "default model", f"{default} is installed{where}")
+    return len(up) == len(hosts)
+
+
 async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
-    """Print the installed models, one a line: name, parameters, family, size, context, abilities.
+    """Print the installed models, one a line: name, parameters, family, size, context, abilities;
+    with several Ollama hosts, the hosts that have each model, then each host's state.
 
     Raises:
         OllamaError: Ollama cannot be reached or failed.
     """
-    async with make_model(config) as model:
+    model = make_model(config)
+    try:
+        hosts = await model.hosts() if config.ollama.hosts else []
         listed = await model.list_models()
         # /api/tags leaves out context length and capabilities; /api/show has them.
         models = await asyncio.gather(*(_details(model, m) for m in listed))
+    finally:
+        await model.close()
     if not models:
         out.write(f"No models are installed in Ollama at {model.host}. ")
         out.write(f"Pull one with: ollama pull {config.defaults.model}\n")
         return 0
+    several = len(hosts) > 1
     width = max(len(m.name) for m in models)
     for m in sorted(models, key=lambda m: m.name):
         size = f"{m.size / 1e9:.1f} GB" if m.size else ""
@@ -109,11 +133,23 @@ async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
         caps = ", ".join(sorted(m.capabilities - {"completion"}))
         if caps:
             details.append(caps)
+        if several:
+            on = [short_host(h.url) for h in hosts if model_installed(m.name, h.models)]
+            details.append(f"on {', '.join(on)}")
         out.write(f"{m.name.ljust(width)}  {'  '.join(details)}\n")
+    if several:
+        out.write("\n")
+        for host in hosts:
+            state = (
+                f"up (version {host.version}), loaded: {', '.join(host.loaded) or 'none'}"
+                if host.up
+                else f"down: {host.detail}"
+            )
+            out.write(f"{short_host(host.url)}  {state}\n")
     return 0
 
 
-async def _details(model: OllamaChatModel, listed: ModelInfo) -> ModelInfo:
+async def _details(model: ChatModel, listed: ModelInfo) -> ModelInfo:
     try:
         shown = await model.show(listed.name)
     except OllamaError:

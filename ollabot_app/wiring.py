@@ -6,6 +6,7 @@ import of one adapter can never break another.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from bot.config import BotConfig, describe_validation_error
 from bot.conversation.engine import Engine
 from bot.errors import ConfigError, StoreError
 from bot.model.ollama import OllamaChatModel
+from bot.model.port import ChatModel
+from bot.model.router import RoutedChatModel
 from bot.store.sqlite import SqliteStore
 
 __all__ = ["AdapterStatus", "adapter_statuses", "make_model", "open_engine"]
 
 AdapterMain = Callable[[Engine], Coroutine[Any, Any, None]]
 _M = TypeVar("_M", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +50,24 @@ class AdapterStatus:
     details: tuple[tuple[bool, str, str], ...] = ()
 
 
-def make_model(config: BotConfig) -> OllamaChatModel:
-    """The Ollama backend the configuration points at."""
-    return OllamaChatModel(config.ollama.host, connect_timeout=config.ollama.connect_timeout)
+def make_model(config: BotConfig) -> ChatModel:
+    """The Ollama backend the configuration points at: one host, or a router over ``hosts``.
+
+    With ``ollama.hosts`` set, a ``host`` given in the file or ``OLLAMA_HOST`` is ignored, with
+    a warning.
+    """
+    ollama = config.ollama
+    if ollama.hosts is None:
+        return OllamaChatModel(ollama.host, connect_timeout=ollama.connect_timeout)
+    if ollama.ignored_host is not None:
+        logger.warning(
+            "ollama.hosts is set, so ollama.host / OLLAMA_HOST (%s) is ignored",
+            ollama.ignored_host,
+        )
+    return RoutedChatModel(
+        [OllamaChatModel(url, connect_timeout=ollama.connect_timeout) for url in ollama.hosts],
+        max_parallel_per_host=ollama.max_parallel_per_host,
+    )
 
 
 @asynccontextmanager

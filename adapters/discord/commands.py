@@ -264,9 +264,12 @@ class Commands:
             await run(interaction, ModelList())
 
         @model.command(name="pull", description="Download a model into Ollama (moderators)")
-        @app_commands.describe(name="Model name, e.g. llama3.2")
-        async def model_pull(interaction: Interaction, name: str) -> None:
-            await run(interaction, ModelPull(name))
+        @app_commands.describe(
+            name="Model name, e.g. llama3.2",
+            hosts="Ollama hosts to pull to, separated by spaces (default: all)",
+        )
+        async def model_pull(interaction: Interaction, name: str, hosts: str = "") -> None:
+            await run(interaction, ModelPull(name, tuple(hosts.split())))
 
         model_set.autocomplete("name")(self._model_names)
         model_pull.autocomplete("name")(self._model_names)

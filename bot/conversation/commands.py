@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bot.errors import InputRejected
+from bot.model.port import HostStatus, short_host
 from bot.prompts import ChainResult
 from bot.store.port import ChannelStats, ScopeKind
 from bot.turn import Author, SessionKey
@@ -49,7 +50,10 @@ class ModelList:
 
 @dataclass(frozen=True, slots=True)
 class ModelPull:
+    """Pull ``name`` to the Ollama hosts named in ``hosts`` (all of them when empty)."""
+
     name: str
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,10 @@ Command = (
 HELP_LINES: tuple[tuple[str, str], ...] = (
     ("ask <prompt>", "answer once, here"),
     ("chat <prompt>", "start a new conversation"),
-    ("model show | set <name> | list | pull <name>", "which model answers (set/pull: moderators)"),
+    (
+        "model show | set <name> | list | pull <name> [host ...]",
+        "which model answers (set/pull: moderators)",
+    ),
     ("mode show | set <balanced|precise|creative|code>", "answer style (set: moderators)"),
     ("system show | set <text> | clear", "the system prompt (set/clear: moderators)"),
     ("think on | off", "let thinking models think first (moderators)"),
@@ -204,11 +211,13 @@ def parse_command(text: str) -> Command:
             return ModelShow()
         if sub == "set" and len(args) == 1:
             return ModelSet(args[0], scope)
-        if sub == "pull" and len(args) == 1:
-            return ModelPull(args[0])
-        raise InputRejected("Usage: model show | model set <name> | model list | model pull <name>")
-    if head == "pull" and len(words) == 1:
-        return ModelPull(words[0])
+        if sub == "pull" and args:
+            return ModelPull(args[0], tuple(args[1:]))
+        raise InputRejected(
+            "Usage: model show | model set <name> | model list | model pull <name> [host ...]"
+        )
+    if head == "pull" and words:
+        return ModelPull(words[0], tuple(words[1:]))
     if head == "mode":
         if sub == "show":
             return ModeShow()
@@ -302,19 +311,39 @@ class SettingsView(CommandResult):
 
 @dataclass(frozen=True, slots=True)
 class ModelListView(CommandResult):
+    """The installed models; with several Ollama hosts, where each is and each host's state."""
+
     models: Sequence[ModelInfo] = ()
     current: str = ""
+    hosts: Sequence[HostStatus] = ()
 
     def as_markdown(self) -> str:
         if not self.models:
             return f"**{self.title}**\nNo models are installed. Pull one with `model pull <name>`."
+        several = len(self.hosts) > 1
         lines = [f"**{self.title}**"]
         for m in self.models:
             marker = " ← current" if m.name == self.current else ""
             caps = ", ".join(sorted(m.capabilities - {"completion"}))
             extra = f" ({caps})" if caps else ""
-            lines.append(f"- `{m.name}`{extra}{marker}")
+            where = ""
+            if several:
+                on = [short_host(h.url) for h in self.hosts if m.name in h.models]
+                where = f" on {', '.join(on)}" if on else ""
+            lines.append(f"- `{m.name}`{extra}{where}{marker}")
+        if several:
+            lines.append("**Hosts**")
+            lines.extend(_host_line(h) for h in self.hosts)
         return "\n".join(lines)
+
+
+def _host_line(host: HostStatus) -> str:
+    name = f"`{short_host(host.url)}`"
+    if not host.up:
+        return f"- {name} down: {host.detail or 'not reachable'}"
+    busy = f"{host.in_flight}/{host.cap}" if host.cap is not None else str(host.in_flight)
+    loaded = ", ".join(host.loaded) or "none"
+    return f"- {name} up, {len(host.models)} models, {busy} generating, loaded: {loaded}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,12 +95,15 @@ class CommandRunner:
                 return CommandResult("Model", f"`{settings.model}` (set at: {source})")
             case ModelList():
                 settings = await self._settings.effective(ctx.key, ctx.server)
+                hosts = await self._model.hosts()
                 models = await self._model.list_models()
-                return ModelListView("Installed models", models=models, current=settings.model)
+                return ModelListView(
+                    "Installed models", models=models, current=settings.model, hosts=hosts
+                )
             case ModelSet(name=name, scope=scope):
                 return await self._set(ctx, SettingKey.MODEL, name, scope, check_model=True)
-            case ModelPull(name=name):
-                return await self._pull(ctx, name)
+            case ModelPull(name=name, hosts=hosts):
+                return await self._pull(ctx, name, hosts)
             case ModeShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)
                 modes = ", ".join(m.value for m in ChatMode)
@@ -210,7 +213,9 @@ class CommandRunner:
             extra={"actor": ctx.author.id, "key": key, "scope": str(scope)},
         )
 
-    async def _pull(self, ctx: CommandContext, name: str) -> CommandResult:
+    async def _pull(
+        self, ctx: CommandContext, name: str, hosts: tuple[str, ...] = ()
+    ) -> CommandResult:
         if not ctx.author.is_moderator:
             scope = target_scope(ctx.key, ctx.server, None)
             await self._refused(ctx, scope, "pull", None, name)
@@ -222,7 +227,7 @@ class CommandRunner:
 
         async def progress() -> AsyncIterator[PullProgress]:
             try:
-                async for step in model.pull(name):
+                async for step in model.pull(name, hosts):
                     yield step
             except OllabotError as err:
                 yield PullProgress(status=f"error: {err.user_message}")

@@ -20,7 +20,7 @@ no byte within ``read_timeout``                     :class:`GenerationTimeout`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ import ollama
 import pydantic
 
 from bot.errors import GenerationTimeout, ModelNotFoundError, OllamaError, OllamaUnavailableError
-from bot.model.port import ChatDelta, ChatRequest
+from bot.model.port import ChatDelta, ChatRequest, HostStatus, select_hosts
 from bot.types import Message, ModelInfo, PullProgress, ToolCall
 
 __all__ = ["OllamaChatModel"]
@@ -162,12 +162,18 @@ class OllamaChatModel:
             for m in listed.models
         ]
 
-    async def pull(self, model: str) -> AsyncIterator[PullProgress]:
+    async def pull(self, model: str, hosts: Sequence[str] = ()) -> AsyncIterator[PullProgress]:
         """Download a model, reporting progress; the last report has status ``"success"``.
 
+        Args:
+            model: The model to pull.
+            hosts: Hosts named by the user; this backend has one, which they must name.
+
         Raises:
+            InputRejected: ``hosts`` names another host.
             OllamaError: The pull failed (unknown model, network); not retryable.
         """
+        select_hosts([self._host], hosts)
         try:
             stream = await self._client.pull(model, stream=True)
             try:
@@ -188,6 +194,36 @@ class OllamaChatModel:
             raise await self._translate(err, model=None) from err
         except _LIBRARY_ERRORS as err:
             raise await self._translate(err) from err
+
+    async def loaded_models(self) -> list[str]:
+        """The models loaded in memory now (``/api/ps``).
+
+        Raises:
+            OllamaError: Ollama failed or cannot be reached.
+        """
+        try:
+            running = await self._client.ps()
+        except _LIBRARY_ERRORS as err:
+            raise await self._translate(err) from err
+        return [m.model or m.name or "" for m in running.models if m.model or m.name]
+
+    async def hosts(self) -> list[HostStatus]:
+        """This one host: its version, installed and loaded models, or why it cannot be used."""
+        try:
+            version = await self.version()
+            models = await self.list_models()
+            loaded = await self.loaded_models()
+        except OllamaError as err:
+            return [HostStatus(url=self._host, up=False, detail=err.user_message)]
+        return [
+            HostStatus(
+                url=self._host,
+                up=True,
+                version=version,
+                models=tuple(sorted(m.name for m in models)),
+                loaded=tuple(sorted(loaded)),
+            )
+        ]
 
     async def version(self) -> str:
         """Ollama's version string (also a cheap "is it up" probe).

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.errors import InputRejected
 from bot.types import Message, ModelInfo, PullProgress, Response, ToolCall
 
 
@@ -56,11 +57,66 @@ class ChatDelta:
     eval_duration: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """One model server (an Ollama host) as ``ollabot check`` and ``model list`` show it.
+
+    Attributes:
+        url: The host's base URL.
+        up: Whether it answered its last check (or request).
+        version: The server's version, when known.
+        models: Installed model names, as last read.
+        loaded: Model names loaded in memory, as last read.
+        in_flight: Generations running there now (through this process).
+        cap: At most this many generations at once (``None``: no cap of the bot's own).
+        detail: Why it is down.
+    """
+
+    url: str
+    up: bool
+    version: str | None = None
+    models: tuple[str, ...] = ()
+    loaded: tuple[str, ...] = ()
+    in_flight: int = 0
+    cap: int | None = None
+    detail: str | None = None
+
+
+def short_host(url: str) -> str:
+    """A host's URL without its scheme (``http://gpu1:11434`` -> ``gpu1:11434``)."""
+    return url.split("://", 1)[-1]
+
+
+def select_hosts(urls: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The URLs among ``urls`` that ``wanted`` names; all of them when ``wanted`` is empty.
+
+    A host may be named by its URL, by ``host:port``, or by its host name alone when that is
+    unambiguous (``gpu1`` for ``http://gpu1:11434``).
+
+    Raises:
+        InputRejected: A name matches no host, or more than one.
+    """
+    if not wanted:
+        return list(urls)
+    chosen: list[str] = []
+    for name in wanted:
+        bare = short_host(name.strip().rstrip("/"))
+        matches = [u for u in urls if bare in (short_host(u), short_host(u).rsplit(":", 1)[0])]
+        if len(matches) != 1:
+            known = ", ".join(short_host(u) for u in urls)
+            what = "matches several hosts" if matches else "is not one of the hosts"
+            raise InputRejected(f"'{name}' {what}. Hosts: {known}.")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
 class ChatModel(Protocol):
-    """A chat model backend (Ollama, or a fake in tests).
+    """A chat model backend (Ollama, or a fake in tests), on one host or routed over several.
 
     ``chat`` returns an async iterator of deltas. Closing it (``aclose``) must stop the
-    generation on the server side (close the HTTP stream).
+    generation on the server side (close the HTTP stream). ``hosts`` checks and describes every
+    server behind the backend; ``pull`` goes to the hosts named (all when none is).
     """
 
     @property
@@ -72,9 +128,11 @@ class ChatModel(Protocol):
 
     async def list_models(self) -> list[ModelInfo]: ...
 
-    def pull(self, model: str) -> AsyncIterator[PullProgress]: ...
+    def pull(self, model: str, hosts: Sequence[str] = ()) -> AsyncIterator[PullProgress]: ...
 
     async def version(self) -> str: ...
+
+    async def hosts(self) -> list[HostStatus]: ...
 
     async def close(self) -> None: ...
 

@@ -41,7 +41,10 @@ as with Ollama's ``OLLAMA_NUM_PARALLEL``. ``waiting_streams`` counts the ones wa
 ``max_waiting_streams`` the most that ever waited at once.
 
 :meth:`FakeOllama.stop` stops listening (connections are refused); :meth:`FakeOllama.start` starts
-again on the same port.
+again on the same port. :meth:`FakeOllama.kill` dies like a killed process: every open stream is
+cut at once (no final line, no terminating chunk), then connections are refused;
+``killed_streams`` counts the streams it cut. ``max_active_streams`` is the most chat streams that
+ever ran at once.
 """
 
 from __future__ import annotations
@@ -173,6 +176,10 @@ class FakeOllama:
         self.log: list[tuple[str, dict[str, Any]]] = []
         self.loaded: set[str] = set()
         self.active_streams = 0
+        self.max_active_streams = 0
+        self.killed_streams = 0
+        self._transports: set[Any] = set()
+        self._killing = False
         self.streams_started = 0
         self.streams_completed = 0
         self.streams_closed_by_client = 0
@@ -227,6 +234,17 @@ class FakeOllama:
                 await runner.cleanup()
             finally:
                 self._stopping = False
+
+    async def kill(self) -> None:
+        """Die like a killed process: cut every open stream at once, then refuse connections."""
+        self._killing = True
+        try:
+            self.killed_streams += len(self._transports)
+            for transport in list(self._transports):
+                transport.abort()
+            await self.stop()
+        finally:
+            self._killing = False
 
     async def __aenter__(self) -> FakeOllama:
         await self.start()
@@ -398,7 +416,11 @@ class FakeOllama:
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": _NDJSON})
         self.active_streams += 1
+        self.max_active_streams = max(self.max_active_streams, self.active_streams)
         self.streams_started += 1
+        transport = request.transport
+        if transport is not None:
+            self._transports.add(transport)
         start = time.perf_counter()
         first: float | None = None
         try:
@@ -445,10 +467,11 @@ class FakeOllama:
         except (asyncio.CancelledError, ConnectionResetError):
             # The client closed the HTTP stream early (cancellation): count it, as a test's proof
             # that stopping a reply reaches the server. Our own shutdown does not count.
-            if not self._stopping:
+            if not self._stopping and not self._killing:
                 self.streams_closed_by_client += 1
             raise
         finally:
+            self._transports.discard(transport)
             self.active_streams -= 1
             self._notify()
 
