@@ -343,7 +343,8 @@ def _host_line(host: HostStatus) -> str:
         return f"- {name} down: {host.detail or 'not reachable'}"
     busy = f"{host.in_flight}/{host.cap}" if host.cap is not None else str(host.in_flight)
     loaded = ", ".join(host.loaded) or "none"
-    return f"- {name} up, {len(host.models)} models, {busy} generating, loaded: {loaded}"
+    count = f"{len(host.models)} model{'' if len(host.models) == 1 else 's'}"
+    return f"- {name} up, {count}, {busy} generating, loaded: {loaded}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ def test_bad_setting_values_are_refused_with_a_reason(
         ("models", ModelList()),
         ("model pull llama3.2", ModelPull("llama3.2")),
         ("pull llama3.2", ModelPull("llama3.2")),
+        ("model pull qwen3 gpu1 gpu2:11434", ModelPull("qwen3", ("gpu1", "gpu2:11434"))),
         ("mode precise", ModeSet("precise")),
         ("mode set CODE", ModeSet("code")),
         ("system set You are a pirate.  Arr!", SystemSet("You are a pirate.  Arr!")),
