@@ -40,14 +40,26 @@ class ReplyLayout:
         max_chars: The platform's longest message.
         show_thinking: Show the model's thinking before the answer, as a "💭" blockquote.
         max_thinking_chars: Thinking shown beyond this many characters is elided with "…".
+        append_only: The surface can only add to what it showed (a terminal): the message
+            being written gets no provisional closing fence while a code block is open, so
+            each text it is given begins with the one before (see
+            :func:`bot.reply.surface.is_append_only`).
 
     Raises:
         ValueError: ``max_chars`` is below :data:`bot.reply.splitting.MIN_MAX_CHARS`.
     """
 
-    def __init__(self, max_chars: int, *, show_thinking: bool, max_thinking_chars: int) -> None:
+    def __init__(
+        self,
+        max_chars: int,
+        *,
+        show_thinking: bool,
+        max_thinking_chars: int,
+        append_only: bool = False,
+    ) -> None:
         next_cut("", 0, max_chars, more_coming=False)  # validates max_chars early
         self._max_chars = max_chars
+        self._append_only = append_only
         self._show_thinking = show_thinking
         self._max_thinking_chars = max_thinking_chars
 
@@ -166,7 +178,7 @@ class ReplyLayout:
                 parts.append(cut.part)
                 start, fence = cut.end, cut.fence
             texts = [(_render(part), len(part.body)) for part in parts]
-            last = parts[-1].text if parts and parts[-1].body.strip() else ""
+            last = self._open_text(parts[-1]) if parts and parts[-1].body.strip() else ""
             if self.footer:
                 last = f"{last}\n{self.footer}" if last.strip() else self.footer
             if parts:
@@ -198,9 +210,20 @@ class ReplyLayout:
         preview = next_cut(tail, 0, self._max_chars, fence=self._cut_fence, more_coming=False)
         # A part of nothing but whitespace waits for text rather than showing a placeholder.
         if preview is not None and preview.part.body.strip():
-            desired.append((preview.part.text, len(preview.part.body)))
+            desired.append((self._open_text(preview.part), len(preview.part.body)))
         self._desired_cache = (self.version, desired)
         return desired
+
+    def _open_text(self, part: Part) -> str:
+        """The message that shows the reply's last part, the one still being written.
+
+        Platforms render each message's Markdown on its own, so a code block still open gets
+        a provisional closing fence (the part's suffix), or the rest of the message would
+        show as code. An append-only surface prints what is new and cannot take a line back:
+        a fence shown now and gone with the next word would leave a stray line or blank
+        lines inside the code, so it gets the text as written.
+        """
+        return part.prefix + part.body if self._append_only else part.text
 
 
 def _render(part: Part) -> str:

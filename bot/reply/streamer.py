@@ -22,7 +22,7 @@ from typing import Literal
 from bot.errors import OllabotError, RateLimited
 from bot.reply.layout import PLACEHOLDER, THINKING_MARK, ReplyLayout
 from bot.reply.report import Operation, StreamedReply
-from bot.reply.surface import Pacer, ReplyStatus, ReplySurface
+from bot.reply.surface import Pacer, ReplyStatus, ReplySurface, is_append_only
 from bot.types import Outcome, StreamChunk
 
 __all__ = [
@@ -98,7 +98,10 @@ class ReplyStreamer:
         self._surface = surface
         self._pacer = surface.pacer
         self._layout = ReplyLayout(
-            surface.max_chars, show_thinking=show_thinking, max_thinking_chars=max_thinking_chars
+            surface.max_chars,
+            show_thinking=show_thinking,
+            max_thinking_chars=max_thinking_chars,
+            append_only=is_append_only(surface),
         )
         self._typing_interval = typing_interval
         self._typing_limit = typing_limit

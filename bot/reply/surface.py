@@ -11,7 +11,7 @@ from typing import Protocol
 
 from bot.types import Outcome
 
-__all__ = ["Pacer", "ReplyStatus", "ReplySurface"]
+__all__ = ["Pacer", "ReplyStatus", "ReplySurface", "is_append_only"]
 
 
 class Pacer(Protocol):
@@ -70,3 +70,15 @@ class ReplySurface(Protocol):
     async def typing(self) -> None:
         """Show that the bot is working (called while waiting for the first token)."""
         ...
+
+
+def is_append_only(surface: ReplySurface) -> bool:
+    """Whether ``surface`` can only add to what it showed (it sets ``append_only = True``).
+
+    A terminal prints a reply as it grows and cannot edit a line it printed. The streamer then
+    gives it texts that only grow at their end while the reply streams: no provisional closing
+    fence inside a code block (chat platforms need one, since they render each message on its
+    own). The final text may still add a notice and the footer after the answer. The attribute
+    is optional, so the platform surfaces need not declare it.
+    """
+    return getattr(surface, "append_only", False) is True
