@@ -50,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="override logging.level (chat, check and models default to WARNING)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser(
+    run = commands.add_parser(
         "run", help="start every configured adapter (the terminal chat when none is)"
     )
-    commands.add_parser("chat", help="chat with the bot in this terminal")
+    chat = commands.add_parser("chat", help="chat with the bot in this terminal")
+    for command in (run, chat):
+        command.add_argument(
+            "--plain",
+            action="store_true",
+            help="the terminal chat as plain text: no colour, no line editing, the model's text "
+            "exactly (the default when input or output is not a terminal, NO_COLOR is set or "
+            "TERM=dumb)",
+        )
     commands.add_parser(
         "check", help="validate the config, reach Ollama, say what each adapter is missing"
     )
@@ -93,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         source = f"{DEFAULT_CONFIG_PATH} (absent: defaults)"
     try:
-        return asyncio.run(_dispatch(args.command, config, source))
+        return asyncio.run(
+            _dispatch(args.command, config, source, plain=getattr(args, "plain", False))
+        )
     except ConfigError as exc:
         _fail(f"configuration error: {exc.user_message}")
         return EXIT_CONFIG
@@ -113,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_logging()
 
 
-async def _dispatch(command: str, config: BotConfig, source: str) -> int:
+async def _dispatch(command: str, config: BotConfig, source: str, *, plain: bool) -> int:
     # Imported here so that `ollabot --help` and config errors stay fast and never load the
     # engine, the Ollama client or an adapter.
     from ollabot_app import check, serve
@@ -123,9 +133,9 @@ async def _dispatch(command: str, config: BotConfig, source: str) -> int:
     if command == "models":
         return await check.list_models(config)
     if command == "chat":
-        await serve.run_chat(config)
+        await serve.run_chat(config, plain=plain)
         return EXIT_OK
-    await serve.run_bot(config, source=source)
+    await serve.run_bot(config, source=source, plain=plain)
     return EXIT_OK
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-from adapters.console import console_chat, run_console
+from adapters.console import console_chat, rich_terminal, run_console
 from bot.config import BotConfig
 from bot.conversation.engine import Engine
 from bot.errors import ConfigError, OllamaError
@@ -28,7 +29,9 @@ logger = logging.getLogger(__name__)
 Interrupt = Callable[[], Awaitable[bool]]
 
 
-async def run_bot(config: BotConfig, *, source: str, err: TextIO = sys.stderr) -> None:
+async def run_bot(
+    config: BotConfig, *, source: str, err: TextIO = sys.stderr, plain: bool = False
+) -> None:
     """Start every configured adapter; the terminal chat when none is.
 
     Raises:
@@ -43,7 +46,7 @@ async def run_bot(config: BotConfig, *, source: str, err: TextIO = sys.stderr) -
             "No adapter is configured (no [discord] or [matrix] table in the config); "
             "starting the terminal chat.\n"
         )
-        await run_chat(config, err=err)
+        await run_chat(config, err=err, plain=plain)
         return
     async with open_engine(config) as engine:
         await _warn_if_ollama_down(engine, err)
@@ -63,12 +66,23 @@ async def run_bot(config: BotConfig, *, source: str, err: TextIO = sys.stderr) -
         logger.info("shutting down", extra={"adapters": names})
 
 
-async def run_chat(config: BotConfig, *, err: TextIO = sys.stderr) -> None:
-    """The terminal chat on standard input and output."""
+async def run_chat(config: BotConfig, *, err: TextIO = sys.stderr, plain: bool = False) -> None:
+    """The terminal chat on standard input and output.
+
+    Args:
+        config: The bot configuration.
+        err: Where start-up warnings go.
+        plain: Plain text even on a colour terminal (``--plain``).
+    """
     async with open_engine(config) as engine:
         await _warn_if_ollama_down(engine, err)
-        chat = console_chat(engine, stdin=sys.stdin, stdout=sys.stdout)
-        task = asyncio.create_task(run_console(engine, chat=chat), name="adapter-console")
+        rich = rich_terminal(sys.stdin, sys.stdout, env=os.environ, plain=plain)
+        chat = console_chat(engine, stdin=sys.stdin, stdout=sys.stdout, stderr=err, rich=rich)
+        # The prompt's history lives beside the database, in the bot's data directory.
+        history = config.storage.path.parent / "console_history"
+        task = asyncio.create_task(
+            run_console(engine, chat=chat, history=history), name="adapter-console"
+        )
         await _until_signal([task], interrupt=chat.interrupt)
 
 

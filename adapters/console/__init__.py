@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from adapters.console.chat import CONSOLE_KEY, ConsoleChat
 from adapters.console.lines import read_lines
-from adapters.console.run import console_chat, run_console
+from adapters.console.run import console_chat, rich_terminal, run_console
 from adapters.console.surface import ConsoleSurface, ImmediatePacer
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "ImmediatePacer",
     "console_chat",
     "read_lines",
+    "rich_terminal",
     "run_console",
 ]

@@ -1,20 +1,35 @@
-"""Starting the terminal chat on the process's standard input and output."""
+"""Starting the terminal chat on the process's standard input and output.
+
+On a terminal that can show colour, the chat uses prompt_toolkit for input and rich for output.
+Anywhere else (piped input or output, ``NO_COLOR``, ``TERM=dumb``, or ``--plain``) it is plain
+text, and standard output carries exactly what the model wrote.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import sys
+import termios
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from adapters.console.chat import ConsoleChat
+from rich.console import Console
+
+from adapters.console.chat import ConsoleChat, Screen, command_words
 from adapters.console.lines import read_lines
+from adapters.console.plain import PlainScreen
+from adapters.console.prompt import ChatCompleter, ModelNames, PromptInput
+from adapters.console.rich_screen import RichScreen
 
 if TYPE_CHECKING:
     from bot.conversation.engine import Engine
 
-__all__ = ["console_chat", "run_console"]
+__all__ = ["GREETING", "console_chat", "rich_terminal", "run_console"]
 
 GREETING = "ollabot terminal chat. Type a message, /help for commands, /quit to leave."
+HISTORY_FILE = "console_history"
 
 
 def _user_name() -> str:
@@ -25,10 +40,40 @@ def _user_name() -> str:
         return "you"
 
 
-def console_chat(engine: Engine, *, stdin: TextIO, stdout: TextIO) -> ConsoleChat:
-    """A chat on these streams; interactive (prompt, in-place progress bar) when both are ttys."""
+def rich_terminal(
+    stdin: TextIO, stdout: TextIO, *, env: Mapping[str, str], plain: bool = False
+) -> bool:
+    """Whether to draw the chat with colour, line editing and rendered Markdown.
+
+    Args:
+        stdin: Standard input.
+        stdout: Standard output.
+        env: The process environment (``NO_COLOR``, ``TERM``).
+        plain: ``--plain`` was given.
+    """
+    if plain or not (stdin.isatty() and stdout.isatty()):
+        return False
+    if env.get("NO_COLOR"):  # https://no-color.org: set and not empty
+        return False
+    return env.get("TERM", "") != "dumb"
+
+
+def console_chat(
+    engine: Engine,
+    *,
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO | None = None,
+    rich: bool = False,
+) -> ConsoleChat:
+    """A chat on these streams, drawn with rich when ``rich``, else as plain text."""
     interactive = stdin.isatty() and stdout.isatty()
-    return ConsoleChat(engine, out=stdout, user=_user_name(), interactive=interactive)
+    screen: Screen
+    if rich:
+        screen = RichScreen(Console(file=stdout, highlight=False))
+    else:
+        screen = PlainScreen(stdout, stderr or sys.stderr, interactive=interactive)
+    return ConsoleChat(engine, screen=screen, user=_user_name(), interactive=interactive)
 
 
 async def run_console(
@@ -37,6 +82,7 @@ async def run_console(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     chat: ConsoleChat | None = None,
+    history: Path | None = None,
 ) -> None:
     """Chat on standard input and output until ``/quit`` or end of input.
 
@@ -45,12 +91,47 @@ async def run_console(
         stdin: Input stream; ``sys.stdin`` by default.
         stdout: Output stream; ``sys.stdout`` by default.
         chat: A chat made beforehand with :func:`console_chat` (so the caller can
-            :meth:`~ConsoleChat.interrupt` it on Ctrl-C); one is made when ``None``.
+            :meth:`~ConsoleChat.interrupt` it on Ctrl-C); a plain one is made when ``None``.
+        history: The file that keeps what was typed across runs (the prompt's history);
+            ``console_history`` in the working directory when ``None``.
     """
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     chat = chat or console_chat(engine, stdin=stdin, stdout=stdout)
+    screen = chat.screen
+    if isinstance(screen, RichScreen):
+        screen.console.print(GREETING, style="bold")
+        models = ModelNames(engine.model_names)
+        prompt = PromptInput(
+            history=history or Path(HISTORY_FILE),
+            completer=ChatCompleter(command_words(), models),
+            toolbar=chat.status.render,
+        )
+        await chat.run_prompt(prompt, models=models, quiet=lambda: _no_echo(stdin))
+        return
     if chat.interactive:
         stdout.write(GREETING + "\n")
         stdout.flush()
     await chat.run(read_lines(stdin))
+
+
+@contextlib.contextmanager
+def _no_echo(stream: TextIO) -> Iterator[None]:
+    """Keys pressed while a reply is drawn are not echoed into it (they wait for the prompt).
+
+    Ctrl-C still sends SIGINT, which stops the reply.
+    """
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] = saved[3] & ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)

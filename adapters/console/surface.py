@@ -1,8 +1,11 @@
-"""Showing one streamed reply in a terminal.
+"""Showing one streamed reply in a terminal, as plain text.
 
-A terminal cannot edit what it already printed (not through a pipe, at least), so an "edit" here
-prints only what is new: the part of the text beyond what is already on screen. The message limit
-is effectively unlimited and the pacer never waits, because a terminal has no rate limit.
+A terminal cannot take back what it printed (not through a pipe, at least), so this surface is
+``append_only``: the streamer then only ever hands it text that grows at its end (no provisional
+closing fence while a code block is open), and an "edit" prints the part beyond what is already
+shown. Standard output carries exactly the model's text; the status footer ("[llama3.2 · 12.3
+tokens/s]", "[stopped]", an error) goes to standard error, so a script that reads the answer
+gets the answer. The pacer never waits, because a terminal has no rate limit.
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ from __future__ import annotations
 from itertools import count
 from typing import TextIO
 
-from bot.reply.streamer import ReplyStatus
+from bot.reply.surface import ReplyStatus
 from bot.types import Outcome
 
-__all__ = ["CONSOLE_MAX_CHARS", "ConsoleSurface", "ImmediatePacer"]
+__all__ = [
+    "CONSOLE_MAX_CHARS",
+    "ConsoleSurface",
+    "ImmediatePacer",
+    "plain_footer",
+    "without_footer",
+]
 
 # Large enough that a reply never needs a continuation message, small enough to stay a sane
 # bound on one message's memory.
@@ -30,42 +39,56 @@ class ImmediatePacer:
         """Nothing to do: a terminal never refuses a write."""
 
 
-def _common_prefix_length(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+def plain_footer(status: ReplyStatus) -> str:
+    """A one-line footer: model and speed, or how the reply ended."""
+    parts: list[str] = []
+    if status.model:
+        parts.append(status.model)
+    if status.outcome is Outcome.COMPLETE:
+        if status.tokens_per_second is not None:
+            parts.append(f"{status.tokens_per_second:.1f} tokens/s")
+    elif status.outcome is Outcome.LENGTH:
+        parts.append("cut at the length limit")
+    elif status.error:
+        parts.append(f"{status.outcome.value}: {status.error}")
+    else:
+        parts.append(status.outcome.value)
+    return f"[{' · '.join(parts)}]" if parts else ""
 
 
-def _stable_part(text: str) -> str:
-    """The text minus a trailing unfinished line that starts with a backtick.
+def without_footer(text: str, footer: str) -> str:
+    """The reply's text without the footer the streamer appended to its last message.
 
-    While a reply is inside a code block, the streamer may close the fence provisionally so that
-    platforms render it; that closing line disappears with the next edit. Holding back a
-    trailing fence line until something follows it keeps it from being printed twice.
+    The streamer appends ``"\\n" + footer``, or shows the footer alone when there is no text.
     """
-    head, sep, last = text.rpartition("\n")
-    if sep and last.startswith("`"):
-        return head + sep
-    return text
+    if not footer or not text.endswith(footer):
+        return text
+    return text[: -len(footer)].removesuffix("\n")
 
 
 class ConsoleSurface:
-    """A :class:`bot.reply.streamer.ReplySurface` that writes to a text stream.
+    """A :class:`bot.reply.surface.ReplySurface` that prints to a text stream.
 
     Args:
-        out: Where to write (standard output in the terminal chat).
+        out: Where the reply's text goes (standard output).
+        err: Where the footer goes (standard error).
         max_chars: The longest message accepted.
     """
 
-    def __init__(self, out: TextIO, *, max_chars: int = CONSOLE_MAX_CHARS) -> None:
+    append_only = True
+    """Tells the streamer to hand over text that only grows (see the module docstring)."""
+
+    def __init__(
+        self, out: TextIO, err: TextIO | None = None, *, max_chars: int = CONSOLE_MAX_CHARS
+    ) -> None:
         self._out = out
+        self._err = err
         self._max_chars = max_chars
         self._pacer = ImmediatePacer()
         self._ids = count(1)
         self._shown: dict[str, str] = {}
-        self._final: dict[str, str] = {}
+        self._footer = ""
+        self._status: ReplyStatus | None = None
         self._wrote_anything = False
 
     @property
@@ -77,8 +100,13 @@ class ConsoleSurface:
         return self._pacer
 
     @property
+    def status(self) -> ReplyStatus | None:
+        """How the reply ended, once the streamer said so."""
+        return self._status
+
+    @property
     def wrote_anything(self) -> bool:
-        """Whether any reply text reached the terminal."""
+        """Whether any reply text reached the stream."""
         return self._wrote_anything
 
     async def send(self, text: str) -> str:
@@ -92,45 +120,32 @@ class ConsoleSurface:
 
     async def edit(self, message_id: str, text: str) -> None:
         """Print what ``text`` adds to what is already shown for this message."""
-        self._final[message_id] = text
+        text = without_footer(text, self._footer)
         shown = self._shown.get(message_id, "")
-        target = _stable_part(text)
-        common = _common_prefix_length(shown, target)
-        if common < len(shown):
-            # The text changed behind the cursor: a terminal cannot take it back, so the
-            # changed part is printed again on a fresh line rather than garbled.
-            self._write("\n")
-        self._write(target[common:])
-        self._shown[message_id] = target
-
-    def flush_pending(self) -> None:
-        """Print whatever was held back (a trailing fence line) once the reply is over."""
-        for message_id, text in self._final.items():
-            shown = self._shown.get(message_id, "")
-            if text != shown and text.startswith(shown):
-                self._write(text[len(shown) :])
-                self._shown[message_id] = text
+        if text.startswith(shown):
+            self._write(text[len(shown) :])
+        else:
+            # Never expected from an append-only stream; a terminal cannot take text back,
+            # so the new text is printed whole on a fresh line rather than garbled.
+            self._write("\n" + text)
+        self._shown[message_id] = text
 
     def render_status(self, status: ReplyStatus) -> str:
-        """A one-line footer: model and speed, or how the reply ended."""
-        parts: list[str] = []
-        if status.model:
-            parts.append(status.model)
-        if status.outcome is Outcome.COMPLETE:
-            if status.tokens_per_second is not None:
-                parts.append(f"{status.tokens_per_second:.1f} tokens/s")
-        elif status.outcome is Outcome.LENGTH:
-            parts.append("cut at the length limit")
-        elif status.outcome is Outcome.STOPPED:
-            parts.append("stopped")
-        elif status.outcome is Outcome.INTERRUPTED:
-            parts.append(f"interrupted: {status.error}" if status.error else "interrupted")
-        else:
-            parts.append(f"error: {status.error}" if status.error else "error")
-        return f"[{' · '.join(parts)}]" if parts else ""
+        """The footer, remembered so that the last edit's copy of it is not printed as text."""
+        self._status = status
+        self._footer = plain_footer(status)
+        return self._footer
 
     async def typing(self) -> None:
         """Nothing to show: the prompt stays quiet until the first token."""
+
+    def finish(self) -> None:
+        """End the reply: a line break after its text, then the footer on ``err``."""
+        if self._wrote_anything:
+            self._write("\n")
+        if self._footer and self._err is not None:
+            self._err.write(self._footer + "\n")
+            self._err.flush()
 
     def _write(self, text: str) -> None:
         if not text:

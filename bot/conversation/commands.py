@@ -22,11 +22,17 @@ from bot.types import ModelInfo, PullProgress
 
 @dataclass(frozen=True, slots=True)
 class CommandContext:
-    """Where a command was issued and by whom."""
+    """Where a command was issued and by whom.
+
+    Attributes:
+        room_word: What the platform calls a conversation's room in answers ("This channel
+            now uses ..."): "channel" on Discord, "chat" in the terminal.
+    """
 
     key: SessionKey
     server: str | None
     author: Author
+    room_word: str = "channel"
 
 
 # --- commands ---------------------------------------------------------------------------------

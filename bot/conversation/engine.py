@@ -56,6 +56,8 @@ class ReplyResult:
         message_ids: The platform messages that carry it.
         skipped: The event had already been answered (a replay after a restart).
         error: The user-facing error, when there was one.
+        prompt_tokens: Tokens of the prompt the model read (``None`` when not reported).
+        eval_tokens: Tokens the model generated (``None`` when not reported).
     """
 
     outcome: Outcome | None
@@ -63,6 +65,8 @@ class ReplyResult:
     message_ids: tuple[str, ...] = ()
     skipped: bool = False
     error: str | None = None
+    prompt_tokens: int | None = None
+    eval_tokens: int | None = None
 
 
 class Engine:
@@ -328,7 +332,12 @@ class Engine:
             reply=response.content if self.config.logging.log_bodies else None,
         )
         return ReplyResult(
-            response.outcome, response.content, tuple(reply.message_ids), error=response.error
+            response.outcome,
+            response.content,
+            tuple(reply.message_ids),
+            error=response.error,
+            prompt_tokens=response.prompt_token_count,
+            eval_tokens=response.token_count,
         )
 
     async def _run_stream(

@@ -139,7 +139,7 @@ class CommandRunner:
                 return SettingsView("Settings in force here", rows=rows)
             case Stats():
                 stats = await self._store.channel_stats(ctx.key.platform, ctx.key.room)
-                return StatsView("Statistics for this channel", stats=stats)
+                return StatsView(f"Statistics for this {ctx.room_word}", stats=stats)
             case Reset():
                 await self._sessions.stop(ctx.key)
                 await self._store.reset_session(ctx.key)
@@ -171,7 +171,7 @@ class CommandRunner:
             await self._refused(ctx, scope, key.value, current, _audited(raw))
             return Refusal(
                 "Only moderators can change that",
-                f"Changing `{key.value}` in this {_SCOPE_WORDS[scope.kind]} needs a moderator. "
+                f"Changing `{key.value}` in this {_scope_word(ctx, scope.kind)} needs a moderator. "
                 "Nothing was changed.",
             )
         value = parse_value(key, raw)
@@ -188,7 +188,7 @@ class CommandRunner:
             actor_name=ctx.author.name,
             allowed=True,
         )
-        where = _SCOPE_WORDS[scope.kind]
+        where = _scope_word(ctx, scope.kind)
         if value is None:
             return CommandResult(
                 f"`{key.value}` cleared", f"This {where} uses the inherited value."
@@ -245,6 +245,11 @@ def _audited(raw: Any) -> Any:
     if isinstance(raw, str) and len(raw) > _AUDIT_TEXT_CHARS:
         return raw[: _AUDIT_TEXT_CHARS - 1] + "…"
     return raw
+
+
+def _scope_word(ctx: CommandContext, kind: ScopeKind) -> str:
+    """How the platform names a scope in a sentence ("this channel", "this chat")."""
+    return ctx.room_word if kind is ScopeKind.ROOM else _SCOPE_WORDS[kind]
 
 
 def _show(value: Any) -> str:
