@@ -26,8 +26,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from bot.conversation.history import trim_to_budget
-from bot.errors import ChatError
+from bot.conversation.history import (
+    context_window,
+    message_tokens,
+    prompt_budget,
+    trim_to_budget,
+)
+from bot.errors import ChatError, InputRejected
 from bot.model.cache import ResponseCache
 from bot.model.generation import Generator, ResponseStream, Timeouts
 from bot.model.ollama import OllamaChatModel
@@ -37,6 +42,7 @@ from bot.model.tools import Tool, ToolRegistry, builtin_tools
 from bot.pending_reply import PendingReply
 from bot.prompts import ChainOfThoughtPrompt, ChainResult, parse_chain
 from bot.types import (
+    DEFAULT_CONTEXT_LENGTH,
     ChatMode,
     Message,
     ModelConfig,
@@ -52,10 +58,10 @@ __all__ = ["DEFAULT_CHAIN_NUM_PREDICT", "DEFAULT_CONTEXT_CAP", "ChatManager"]
 log = logging.getLogger(__name__)
 
 # Without a configured context length the manager asks Ollama for at most this many tokens of
-# context: a model's advertised maximum (often 128k) would make Ollama allocate a huge KV cache.
-DEFAULT_CONTEXT_CAP = 8192
-# Until the model is known, assume Ollama's own default context.
-_ASSUMED_CONTEXT = 4096
+# context (the engine's rule: see bot.conversation.history.context_window).
+DEFAULT_CONTEXT_CAP = DEFAULT_CONTEXT_LENGTH
+# Room kept for the reply when no num_predict is configured (the engine's default reserve).
+_REPLY_RESERVE = 1024
 # A chain of thought with no num_predict configured stops after this many tokens: a small model
 # that never closes its JSON would otherwise run until the context is full.
 DEFAULT_CHAIN_NUM_PREDICT = 1024
@@ -195,19 +201,18 @@ class ChatManager:
 
     @property
     def context_length(self) -> int:
-        """The context window requests use: configured, else the model's (capped), else 4096."""
-        if self.config.context_length is not None:
-            return self.config.context_length
-        if self._info is not None:
-            return min(self._info.context_length, DEFAULT_CONTEXT_CAP)
-        return _ASSUMED_CONTEXT
+        """The context window (``num_ctx``) every request uses, by the engine's rule.
+
+        The configured ``context_length`` (else 8192), capped at the model's maximum once the
+        model is known (see :func:`bot.conversation.history.context_window`).
+        """
+        model_max = self._info.context_length if self._info is not None else None
+        return context_window(model_max, self.config.context_length)
 
     @property
     def history_budget(self) -> int:
         """Tokens the prompt may use: the context minus room for the reply."""
-        context = self.context_length
-        reserve = self.config.num_predict or min(1024, context // 4)
-        return max(1, context - reserve)
+        return prompt_budget(self.context_length, self.config.num_predict or _REPLY_RESERVE)
 
     # -- mode, system prompt, tools ----------------------------------------------------------
 
@@ -275,7 +280,7 @@ class ChatManager:
         self, messages: list[Message], *, format: dict[str, Any] | None = None
     ) -> ChatRequest:
         options = self.config.options(self._mode)
-        options.setdefault("num_ctx", self.context_length)
+        options["num_ctx"] = self.context_length  # capped at the model's maximum
         info = self._info
         think = bool(self.config.think and info is not None and info.supports_thinking)
         return ChatRequest(
@@ -338,8 +343,18 @@ class ChatManager:
             )
         user = Message(role=Role.USER, content=cleaned, images=tuple(images))
         system = self._system_message()
+        budget = self.history_budget
+        needed = message_tokens(user) + (message_tokens(system) if system else 0)
+        if needed > budget:
+            # Ollama would cut the message itself; the model would answer a fragment.
+            raise InputRejected(
+                f"This message and the system prompt are about {needed:,} tokens, but the "
+                f"{self.context_length:,}-token context window has room for {budget:,} "
+                "(the rest is kept for the reply). Send a shorter message or configure a "
+                "larger context_length."
+            )
         messages = ([system] if system else []) + [*self._history, user]
-        messages = trim_to_budget(messages, self.history_budget)
+        messages = trim_to_budget(messages, budget)
 
         def remember(response: Response) -> None:
             self._history.append(user)

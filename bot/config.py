@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
-from bot.types import ChatMode
+from bot.types import DEFAULT_CONTEXT_LENGTH, MIN_CONTEXT_LENGTH, ChatMode
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
@@ -99,6 +99,8 @@ class DefaultsConfig(_Frozen):
     seed: int | None = None
     num_predict: int | None = None
     chain_num_predict: int = Field(default=1024, ge=1)
+    # The context window (num_ctx) every request runs with, capped at the model's maximum.
+    context_length: int = Field(default=DEFAULT_CONTEXT_LENGTH, ge=MIN_CONTEXT_LENGTH)
     think: bool = False
     show_thinking: bool = False
     tools: bool = True

@@ -174,11 +174,21 @@ _MODE_PROFILES: dict[ChatMode, ModeProfile] = {
 }
 
 
+DEFAULT_CONTEXT_LENGTH = 8192
+"""The context window asked for when nothing names one (capped at the model's maximum): a
+model's advertised maximum (often 131,072) would make Ollama allocate a KV cache of gigabytes."""
+
+MIN_CONTEXT_LENGTH = 512
+"""The smallest context window that may be configured: less leaves no room for a question and a
+reply."""
+
+
 class ModelConfig(BaseModel):
     """Which model to use and how to sample from it.
 
     ``None`` for a sampling field means "the mode's value" (or the model's own default).
-    ``context_length`` of ``None`` means "what the model reports".
+    ``context_length`` of ``None`` means :data:`DEFAULT_CONTEXT_LENGTH`; either way it is capped
+    at the model's maximum (see :func:`bot.conversation.history.context_window`).
     """
 
     model_config = ConfigDict(frozen=True)

@@ -20,6 +20,8 @@ from adapters.discord.turns import ask, chat
 from bot.conversation.commands import (
     Command,
     CommandContext,
+    ContextSet,
+    ContextShow,
     Help,
     ModelList,
     ModelPull,
@@ -306,6 +308,27 @@ class Commands:
             await run(interaction, SystemClear(_scope(scope)))
 
         tree.add_command(system)
+
+        context = app_commands.Group(name="context", description="The model's context window")
+
+        @context.command(name="show", description="The context window here, in tokens")
+        async def context_show(interaction: Interaction) -> None:
+            await run(interaction, ContextShow())
+
+        @context.command(name="set", description="Set the context window (moderators)")
+        @app_commands.describe(tokens="Tokens, e.g. 8192", scope="Where it applies")
+        async def context_set(
+            interaction: Interaction,
+            tokens: app_commands.Range[int, 512, 1_048_576],
+            scope: ScopeChoice | None = None,
+        ) -> None:
+            await run(interaction, ContextSet(tokens, _scope(scope)))
+
+        @context.command(name="clear", description="Back to the inherited window (moderators)")
+        async def context_clear(interaction: Interaction, scope: ScopeChoice | None = None) -> None:
+            await run(interaction, ContextSet(None, _scope(scope)))
+
+        tree.add_command(context)
 
         @tree.command(name="think", description="Let thinking models think first (moderators)")
         async def think_cmd(

@@ -96,6 +96,19 @@ class ThinkSet:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextShow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSet:
+    """Set the context window in tokens; ``None`` clears it (the wider scope's value applies)."""
+
+    tokens: int | str | None
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Cot:
     task: str
 
@@ -136,6 +149,8 @@ Command = (
     | SystemSet
     | SystemClear
     | ThinkSet
+    | ContextShow
+    | ContextSet
     | Cot
     | SettingsShow
     | Stats
@@ -154,6 +169,7 @@ HELP_LINES: tuple[tuple[str, str], ...] = (
     ("mode show | set <balanced|precise|creative|code>", "answer style (set: moderators)"),
     ("system show | set <text> | clear", "the system prompt (set/clear: moderators)"),
     ("think on | off", "let thinking models think first (moderators)"),
+    ("context show | set <tokens> | clear", "the model's context window (set/clear: moderators)"),
     ("cot <task>", "chain of thought: reasoning steps, then the solution"),
     ("settings", "every setting in force here and where it comes from"),
     ("stats", "messages, tokens and speed in this channel"),
@@ -232,6 +248,14 @@ def parse_command(text: str) -> Command:
         if len(words) == 1:
             return ModeSet(sub, scope)
         raise InputRejected("Usage: mode show | mode set <balanced|precise|creative|code>")
+    if head == "context":
+        if sub == "show" and not args:
+            return ContextShow()
+        if sub == "set" and len(args) == 1:
+            return ContextSet(args[0], scope)
+        if sub == "clear" and not args:
+            return ContextSet(None, scope)
+        raise InputRejected("Usage: context show | context set <tokens> | context clear")
     if head == "think":
         if sub in {"on", "off"} and not args:
             return ThinkSet(sub == "on", scope)

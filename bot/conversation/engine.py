@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.config import BotConfig
@@ -22,6 +22,13 @@ from bot.conversation.attachments import compose_prompt
 from bot.conversation.chain import ChainStream, chain_request
 from bot.conversation.commands import Command, CommandContext, CommandResult
 from bot.conversation.cut_replies import Mend, mend_cut_replies
+from bot.conversation.history import (
+    CHARS_PER_TOKEN,
+    message_chars,
+    message_tokens,
+    prompt_budget,
+    trim_to_budget,
+)
 from bot.conversation.runner import CommandRunner
 from bot.conversation.sessions import SessionManager, Ticket
 from bot.conversation.settings import EffectiveSettings, SettingsResolver
@@ -42,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
 
-CHARS_PER_TOKEN = 4
 PARTIAL_SAVE_INTERVAL = 2.0
 
 
@@ -262,31 +268,46 @@ class Engine:
     ) -> ReplyResult:
         settings = await self.settings.effective(turn.key, turn.server)
         info = await self.model_info(settings.model)
+        window = settings.context_window(info)
+        system = _system_message(settings)
+        reserve = settings.num_predict or (
+            self.config.defaults.chain_num_predict
+            if turn.chain
+            else self.config.limits.reply_reserve_tokens
+        )
+        budget = prompt_budget(window, reserve)
+        # The newest message always goes to the model: its attachments are cut to the room the
+        # window leaves, and a message that cannot fit at all is refused here.
         composed = compose_prompt(
-            text, turn.attachments, info, max_chars=self.config.limits.max_attachment_chars
+            text,
+            turn.attachments,
+            info,
+            max_chars=self.config.limits.max_attachment_chars,
+            room_chars=message_chars(budget - message_tokens(system)),
+            context_length=window,
         )
         if notify is not None:
             for note in composed.notes:
                 await notify(note)
         prompt, images = composed.text, composed.images
+        newest = Message(role=Role.USER, content=prompt, images=images)
         session_id = await self.store.session_id(turn.key)
+        history = await self._context(session_id, system, newest, budget)
         await self.store.append(
             session_id,
             NewMessage(Role.USER, prompt, author_id=turn.author.id, author_name=turn.author.name),
         )
-        history = await self._context(session_id, settings, info)
-        if images:
-            last = history[-1]
-            history[-1] = Message(role=last.role, content=last.content, images=images)
         request = ChatRequest(
             model=settings.model,
             messages=history,
-            options=settings.model_config().options(settings.mode),
+            options=settings.request_options(info),
             think=settings.think and info.supports_thinking,
         )
         chain = ChainStream() if turn.chain else None
         if chain is not None:
             request = chain_request(request, num_predict=self.config.defaults.chain_num_predict)
+            # Its instructions lengthen the system prompt: the history is trimmed again.
+            request = replace(request, messages=trim_to_budget(request.messages, budget))
         use_tools = self.config.defaults.tools and info.supports_tools and chain is None
         reply_id = await self.store.append(
             session_id, NewMessage(Role.ASSISTANT, "", status=MessageStatus.STREAMING)
@@ -423,20 +444,15 @@ class Engine:
         )
 
     async def _context(
-        self, session_id: int, settings: EffectiveSettings, info: ModelInfo
+        self, session_id: int, system: Message, newest: Message, budget: int
     ) -> list[Message]:
-        """System prompt plus the newest history that fits the model's context budget."""
-        system = settings.system_prompt
-        addendum = settings.mode.profile.addendum
-        if addendum:
-            system = f"{system}\n\n{addendum}"
-        reserve = self.config.limits.reply_reserve_tokens
-        budget_tokens = max(256, info.context_length - reserve)
-        char_budget = max(0, budget_tokens * CHARS_PER_TOKEN - len(system))
-        stored = await self.store.context_messages(session_id, char_budget)
-        messages = [Message(role=Role.SYSTEM, content=system)]
-        messages += [m for s in stored if (m := _as_message(s)) is not None]
-        return messages
+        """The system prompt, the stored history that fits ``budget`` tokens, then ``newest``."""
+        room = budget - message_tokens(system) - message_tokens(newest)
+        # Characters bound the read (the per-message overhead only adds to the cost);
+        # trim_to_budget then counts tokens as the window will.
+        stored = await self.store.context_messages(session_id, max(0, room) * CHARS_PER_TOKEN)
+        older = [m for s in stored if (m := _as_message(s)) is not None]
+        return trim_to_budget([system, *older, newest], budget)
 
     async def stop(self, key: SessionKey) -> bool:
         """Stop the session's running reply (its partial text is kept, marked stopped)."""
@@ -447,6 +463,12 @@ class Engine:
     async def execute(self, ctx: CommandContext, command: Command) -> CommandResult:
         """Run a command. Never raises :class:`OllabotError`: failures come back as results."""
         return await self._commands.run(ctx, command)
+
+
+def _system_message(settings: EffectiveSettings) -> Message:
+    system = settings.system_prompt
+    addendum = settings.mode.profile.addendum
+    return Message(role=Role.SYSTEM, content=f"{system}\n\n{addendum}" if addendum else system)
 
 
 def _as_message(stored: StoredMessage) -> Message | None:

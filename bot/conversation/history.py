@@ -1,19 +1,66 @@
 """Fitting a conversation into the model's context window.
 
-Ollama silently drops the oldest tokens when a prompt exceeds ``num_ctx``, which can cut the
-system prompt. Trimming on our side keeps the system prompt and whole messages instead.
+Ollama runs every request with ``options.num_ctx`` or, without it, its own default (4,096 tokens
+on current releases, 2,048 on older ones) whatever the model's ``/api/show`` advertises, and a
+prompt longer than that loses its oldest messages silently. So the window is chosen here, by one
+rule for the engine and ``ChatManager`` (:func:`context_window`), sent as ``num_ctx`` on every
+request, and the conversation is trimmed to it on our side (:func:`trim_to_budget`), keeping the
+system prompt and whole messages. The window stays the same from one request to the next for a
+model: a different ``num_ctx`` makes Ollama reload the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bot.types import Message, Role
+from bot.types import DEFAULT_CONTEXT_LENGTH, MIN_CONTEXT_LENGTH, Message, Role
 
-__all__ = ["MESSAGE_OVERHEAD_TOKENS", "estimate_tokens", "message_tokens", "trim_to_budget"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_CONTEXT_LENGTH",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "MIN_CONTEXT_LENGTH",
+    "context_window",
+    "estimate_tokens",
+    "message_chars",
+    "message_tokens",
+    "prompt_budget",
+    "trim_to_budget",
+]
 
 # Chat templates wrap each message in role markers (e.g. "<|start_header_id|>user<|end...|>").
 MESSAGE_OVERHEAD_TOKENS = 4
+CHARS_PER_TOKEN = 4
+
+
+def context_window(model_max: int | None, wanted: int | None = None) -> int:
+    """The context window (``num_ctx``) to run a model with.
+
+    Args:
+        model_max: The longest context the model supports (``/api/show``); ``None`` if unknown.
+        wanted: The configured or per-place ``context_length``; ``None`` for
+            :data:`DEFAULT_CONTEXT_LENGTH`.
+
+    Returns:
+        ``wanted`` capped at the model's maximum (Ollama caps it there too).
+    """
+    length = DEFAULT_CONTEXT_LENGTH if wanted is None else wanted
+    if model_max:
+        length = min(length, model_max)
+    return length
+
+
+def prompt_budget(context_length: int, reply_reserve: int) -> int:
+    """Tokens the prompt may use in a window: all but the room kept for the reply.
+
+    The reserve is at most half the window, so a small window still holds a question.
+    """
+    return context_length - min(reply_reserve, context_length // 2)
+
+
+def message_chars(tokens: int) -> int:
+    """The longest content a message costing at most ``tokens`` may have (by the estimate)."""
+    return max(0, (tokens - MESSAGE_OVERHEAD_TOKENS) * CHARS_PER_TOKEN)
 
 
 def estimate_tokens(text: str) -> int:
@@ -29,7 +76,7 @@ def estimate_tokens(text: str) -> int:
     Returns:
         ``ceil(len(text) / 4)``; 0 for the empty string.
     """
-    return (len(text) + 3) // 4
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def message_tokens(message: Message, estimate: Callable[[str], int] = estimate_tokens) -> int:

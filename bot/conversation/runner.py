@@ -15,6 +15,8 @@ from bot.conversation.commands import (
     Command,
     CommandContext,
     CommandResult,
+    ContextSet,
+    ContextShow,
     Cot,
     Help,
     ModelList,
@@ -39,7 +41,13 @@ from bot.conversation.commands import (
     ThinkSet,
 )
 from bot.conversation.sessions import SessionManager
-from bot.conversation.settings import SettingKey, SettingsResolver, parse_value, target_scope
+from bot.conversation.settings import (
+    EffectiveSettings,
+    SettingKey,
+    SettingsResolver,
+    parse_value,
+    target_scope,
+)
 from bot.errors import OllabotError
 from bot.model.catalogue import ModelCatalogue
 from bot.model.port import ChatModel
@@ -130,13 +138,24 @@ class CommandRunner:
                 )
             case SettingsShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)
+                window = await self._window_note(settings)
                 rows = [
                     SettingRow(
-                        k.value, _show(settings.value(k)), settings.sources.get(k, "default")
+                        k.value,
+                        _show(settings.value(k))
+                        + (window if k is SettingKey.CONTEXT_LENGTH else ""),
+                        settings.sources.get(k, "default"),
                     )
                     for k in SettingKey
                 ]
                 return SettingsView("Settings in force here", rows=rows)
+            case ContextShow():
+                settings = await self._settings.effective(ctx.key, ctx.server)
+                source = settings.sources.get(SettingKey.CONTEXT_LENGTH, "default")
+                shown = f"{settings.context_length:,} tokens{await self._window_note(settings)}"
+                return CommandResult("Context window", f"{shown} (set at: {source})")
+            case ContextSet(tokens=tokens, scope=scope):
+                return await self._set(ctx, SettingKey.CONTEXT_LENGTH, tokens, scope)
             case Stats():
                 stats = await self._store.channel_stats(ctx.key.platform, ctx.key.room)
                 return StatsView(f"Statistics for this {ctx.room_word}", stats=stats)
@@ -194,6 +213,17 @@ class CommandRunner:
                 f"`{key.value}` cleared", f"This {where} uses the inherited value."
             )
         return CommandResult(f"`{key.value}` set", f"This {where} now uses {_show(value)}.")
+
+    async def _window_note(self, settings: EffectiveSettings) -> str:
+        """Says so when the model's maximum caps ``context_length`` ("" when it does not)."""
+        try:
+            info = await self._catalogue.info(settings.model)
+        except OllabotError:
+            return ""  # the setting still stands; the cap is shown once the model answers
+        window = settings.context_window(info)
+        if window == settings.context_length:
+            return ""
+        return f" (capped at `{settings.model}`'s maximum: {window:,})"
 
     async def _refused(
         self, ctx: CommandContext, scope: Scope, key: str, current: Any, wanted: Any

@@ -12,10 +12,17 @@ from enum import StrEnum
 from typing import Any
 
 from bot.config import DefaultsConfig
+from bot.conversation.history import context_window
 from bot.errors import InputRejected
 from bot.store.port import Scope, ScopeKind, Store
 from bot.turn import SessionKey
-from bot.types import ChatMode, ModelConfig
+from bot.types import (
+    DEFAULT_CONTEXT_LENGTH,
+    MIN_CONTEXT_LENGTH,
+    ChatMode,
+    ModelConfig,
+    ModelInfo,
+)
 
 
 class SettingKey(StrEnum):
@@ -28,6 +35,7 @@ class SettingKey(StrEnum):
     TOP_P = "top_p"
     SEED = "seed"
     NUM_PREDICT = "num_predict"
+    CONTEXT_LENGTH = "context_length"
     THINK = "think"
     SHOW_THINKING = "show_thinking"
 
@@ -88,6 +96,23 @@ def _int(name: str, low: int) -> Callable[[Any], int]:
     return parse
 
 
+MAX_CONTEXT_LENGTH = 1 << 20
+
+
+def _context_length(value: Any) -> int:
+    words = (
+        f"context_length is a number of tokens from {MIN_CONTEXT_LENGTH:,} "
+        f"to {MAX_CONTEXT_LENGTH:,}"
+    )
+    try:
+        number = int(str(value).strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        raise InputRejected(f"{words}, like `8192`.") from None
+    if not MIN_CONTEXT_LENGTH <= number <= MAX_CONTEXT_LENGTH:
+        raise InputRejected(f"{words}.")
+    return number
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -107,6 +132,7 @@ PARSERS: dict[SettingKey, Callable[[Any], Any]] = {
     SettingKey.TOP_P: _bounded_float("top_p", 0.01, 1.0),
     SettingKey.SEED: _int("seed", 0),
     SettingKey.NUM_PREDICT: _int("num_predict", 1),
+    SettingKey.CONTEXT_LENGTH: _context_length,
     SettingKey.THINK: _bool,
     SettingKey.SHOW_THINKING: _bool,
 }
@@ -130,7 +156,21 @@ class EffectiveSettings:
     num_predict: int | None
     think: bool
     show_thinking: bool
+    context_length: int = DEFAULT_CONTEXT_LENGTH
     sources: Mapping[SettingKey, str] = field(default_factory=dict)
+
+    def context_window(self, info: ModelInfo) -> int:
+        """The ``num_ctx`` for ``info``'s model: ``context_length``, capped at its maximum."""
+        return context_window(info.context_length, self.context_length)
+
+    def request_options(self, info: ModelInfo) -> dict[str, Any]:
+        """The Ollama ``options`` of every request made here to ``info``'s model.
+
+        ``num_ctx`` is always set (see :func:`bot.conversation.history.context_window`), so
+        Ollama never falls back to its own default window, and is the same from one request
+        to the next, so Ollama does not reload the model.
+        """
+        return self.model_config(self.context_window(info)).options(self.mode)
 
     def model_config(self, context_length: int | None = None) -> ModelConfig:
         return ModelConfig(
@@ -186,6 +226,7 @@ class SettingsResolver:
             SettingKey.TOP_P: self._defaults.top_p,
             SettingKey.SEED: self._defaults.seed,
             SettingKey.NUM_PREDICT: self._defaults.num_predict,
+            SettingKey.CONTEXT_LENGTH: self._defaults.context_length,
             SettingKey.THINK: self._defaults.think,
             SettingKey.SHOW_THINKING: self._defaults.show_thinking,
         }
@@ -208,6 +249,7 @@ class SettingsResolver:
             top_p=values[SettingKey.TOP_P],
             seed=values[SettingKey.SEED],
             num_predict=values[SettingKey.NUM_PREDICT],
+            context_length=int(values[SettingKey.CONTEXT_LENGTH]),
             think=bool(values[SettingKey.THINK]),
             show_thinking=bool(values[SettingKey.SHOW_THINKING]),
             sources=sources,

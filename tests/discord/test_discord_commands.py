@@ -118,7 +118,17 @@ async def test_commands_sync_to_configured_guilds_once(
         assert not bot.synced
     assert [g for g, _ in fake.command_syncs] == [world.guild.id]
     names = {c["name"] for c in fake.command_syncs[0][1]}
-    assert {"chat", "ask", "model", "mode", "system", "think", "cot", "settings"} <= names
+    assert {
+        "chat",
+        "ask",
+        "model",
+        "mode",
+        "system",
+        "context",
+        "think",
+        "cot",
+        "settings",
+    } <= names
     assert {"reset", "stop", "stats", "help"} <= names
 
 
@@ -148,6 +158,27 @@ async def test_moderator_settings_commands_change_what_the_model_gets(
     assert "pirate" in system["content"]
     clear = await fake.send_slash(world.mod, world.general, "system", subcommand="clear")
     assert not (await response_of(world, clear)).startswith("⚠️")
+
+
+async def test_moderator_context_set_is_the_window_every_request_runs_with(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    fake = world.fake
+    refused = await fake.send_slash(
+        world.alice, world.general, "context", subcommand="set", options={"tokens": 2048}
+    )
+    assert "moderator" in (await response_of(world, refused)).lower()
+    done = await fake.send_slash(
+        world.mod, world.general, "context", subcommand="set", options={"tokens": 2048}
+    )
+    assert not (await response_of(world, done)).startswith("⚠️")
+    shown = await fake.send_slash(world.alice, world.general, "context", subcommand="show")
+    assert "2,048 tokens" in await response_of(world, shown)
+    await fake.post_message(
+        world.alice, world.general, f"<@{fake.bot_user.id}> hi", mentions=[fake.bot_user]
+    )
+    await fake.wait_for(lambda: fake_ollama.requests)
+    assert fake_ollama.requests[-1]["options"]["num_ctx"] == 2048
 
 
 async def test_reset_in_a_thread_forgets_the_conversation(

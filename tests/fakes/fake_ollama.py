@@ -30,6 +30,15 @@ after n tokens (``hold_after``) until the client hangs up.
 Like Ollama, the fake stops a reply at ``options.num_predict`` tokens (thinking tokens count
 first) and ends it with ``done_reason: "length"``.
 
+The context window, as Ollama applies it: each request runs with ``options.num_ctx`` or, without
+it, the server's default (``default_num_ctx``, 4,096 as on current releases), capped at the
+model's ``context_length``. A prompt longer than that loses its oldest non-system messages,
+silently (the newest is always kept); ``prompt_eval_count`` reports the tokens kept. The fake
+counts a message's tokens with :func:`prompt_tokens` (its word tokens plus four for the chat
+template's role markers). ``contexts`` records what each served request ran with (window, kept
+messages, how many were dropped); ``reloads`` counts the times a loaded model was run with
+another window, which makes Ollama reload it.
+
 Observing: ``requests`` (every ``/api/chat`` body), ``log`` (every request as ``(path, body)``),
 ``active_streams``, ``streams_completed``, ``streams_closed_by_client`` (a client that closed the
 HTTP stream before the end, which is how cancellation reaches Ollama), and ``wait_for_*`` helpers
@@ -62,11 +71,24 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeModel", "FakeOllama", "Reply", "echo_text", "word_tokens"]
+__all__ = [
+    "FakeContext",
+    "FakeModel",
+    "FakeOllama",
+    "Reply",
+    "echo_text",
+    "fit_context",
+    "prompt_tokens",
+    "word_tokens",
+]
 
 _NDJSON = "application/x-ndjson"
 DEFAULT_MODEL = "llama3.2:latest"
 VERSION = "0.12.6"
+DEFAULT_NUM_CTX = 4096
+"""Ollama's context window when a request names none (current releases; older ones: 2,048)."""
+TEMPLATE_TOKENS = 4
+"""Tokens a chat template adds around each message (role markers)."""
 
 
 def word_tokens(text: str) -> list[str]:
@@ -80,6 +102,56 @@ def echo_text(body: Mapping[str, Any]) -> str:
         if message.get("role") == "user":
             return f"echo: {message.get('content', '')}"
     return "echo: "
+
+
+def prompt_tokens(message: Mapping[str, Any]) -> int:
+    """How many tokens the fake counts for one chat message: word tokens, plus role markers."""
+    count = len(word_tokens(str(message.get("content") or ""))) + TEMPLATE_TOKENS
+    for call in message.get("tool_calls") or ():
+        count += len(word_tokens(json.dumps(call)))
+    return count
+
+
+@dataclass(frozen=True)
+class FakeContext:
+    """What one chat request ran with.
+
+    Attributes:
+        num_ctx: The window: ``options.num_ctx`` or the server's default, capped at the model's
+            maximum.
+        messages: The messages the model saw (system messages and the newest that fit).
+        dropped: How many messages were dropped, oldest first, for want of room.
+        prompt_tokens: The tokens the model evaluated (``prompt_eval_count``).
+    """
+
+    num_ctx: int
+    messages: list[dict[str, Any]]
+    dropped: int
+    prompt_tokens: int
+
+
+def fit_context(messages: Sequence[Mapping[str, Any]], num_ctx: int) -> FakeContext:
+    """Ollama's rule: keep the system messages, then the newest messages while they fit.
+
+    The newest message is kept even when it alone is too long; the prompt is then cut to the
+    window (Ollama's runner truncates it), so ``prompt_tokens`` never exceeds ``num_ctx``.
+    """
+    system = [i for i, m in enumerate(messages) if m.get("role") == "system"]
+    others = [i for i, m in enumerate(messages) if m.get("role") != "system"]
+    used = sum(prompt_tokens(messages[i]) for i in system)
+    kept = set(system)
+    for position, index in enumerate(reversed(others)):
+        cost = prompt_tokens(messages[index])
+        if position > 0 and used + cost > num_ctx:
+            break
+        kept.add(index)
+        used += cost
+    return FakeContext(
+        num_ctx=num_ctx,
+        messages=[dict(m) for i, m in enumerate(messages) if i in kept],
+        dropped=len(messages) - len(kept),
+        prompt_tokens=min(used, num_ctx),
+    )
 
 
 def normalize_name(name: str) -> str:
@@ -175,6 +247,10 @@ class FakeOllama:
         self.requests: list[dict[str, Any]] = []
         self.log: list[tuple[str, dict[str, Any]]] = []
         self.loaded: set[str] = set()
+        self.default_num_ctx = DEFAULT_NUM_CTX
+        self.contexts: list[FakeContext] = []
+        self.reloads = 0
+        self._loaded_ctx: dict[str, int] = {}
         self.active_streams = 0
         self.max_active_streams = 0
         self.killed_streams = 0
@@ -346,11 +422,11 @@ class FakeOllama:
         if reply.status is not None:
             return self._error(reply.status, reply.error_message)
         reply = _limit_predict(reply, body)
-        self.loaded.add(normalize_name(name))
+        context = self._run_with(normalize_name(name), body)
         if body.get("stream", True) is False:
-            return self._chat_whole(name, body, reply)
+            return self._chat_whole(name, context, reply)
         if self.max_parallel is None:
-            return await self._chat_stream(request, name, body, reply)
+            return await self._chat_stream(request, name, context, reply)
         if self._parallel is None:
             self._parallel = asyncio.Semaphore(self.max_parallel)
         self.waiting_streams += 1
@@ -360,9 +436,21 @@ class FakeOllama:
         finally:
             self.waiting_streams -= 1
         try:
-            return await self._chat_stream(request, name, body, reply)
+            return await self._chat_stream(request, name, context, reply)
         finally:
             self._parallel.release()
+
+    def _run_with(self, model: str, body: Mapping[str, Any]) -> FakeContext:
+        """Load ``model`` with the request's window (counting reloads) and fit the prompt."""
+        wanted = (body.get("options") or {}).get("num_ctx") or self.default_num_ctx
+        num_ctx = min(int(wanted), self.models[model].context_length)
+        if model in self.loaded and self._loaded_ctx.get(model) != num_ctx:
+            self.reloads += 1
+        self.loaded.add(model)
+        self._loaded_ctx[model] = num_ctx
+        context = fit_context(body.get("messages") or [], num_ctx)
+        self.contexts.append(context)
+        return context
 
     def _line(self, name: str, **message: Any) -> dict[str, Any]:
         return {
@@ -384,26 +472,25 @@ class FakeOllama:
         return calls
 
     def _final(
-        self, name: str, body: Mapping[str, Any], reply: Reply, start: float, first: float | None
+        self, name: str, context: FakeContext, reply: Reply, start: float, first: float | None
     ) -> dict[str, Any]:
         now = time.perf_counter()
         line = self._line(name)
-        prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"] or [])
         line.update(
             done=True,
             done_reason=reply.done_reason,
             total_duration=int((now - start) * 1e9),
             load_duration=1_000_000,
-            prompt_eval_count=prompt_words + 1,
+            prompt_eval_count=context.prompt_tokens,
             prompt_eval_duration=int(((first or now) - start) * 1e9),
             eval_count=len(reply.tokens) + len(reply.thinking),
             eval_duration=int((now - (first or now)) * 1e9),
         )
         return line
 
-    def _chat_whole(self, name: str, body: Mapping[str, Any], reply: Reply) -> web.Response:
+    def _chat_whole(self, name: str, context: FakeContext, reply: Reply) -> web.Response:
         start = time.perf_counter()
-        line = self._final(name, body, reply, start, start)
+        line = self._final(name, context, reply, start, start)
         line["message"]["content"] = "".join(reply.tokens)
         if reply.thinking:
             line["message"]["thinking"] = "".join(reply.thinking)
@@ -412,7 +499,7 @@ class FakeOllama:
         return web.json_response(line)
 
     async def _chat_stream(
-        self, request: web.Request, name: str, body: Mapping[str, Any], reply: Reply
+        self, request: web.Request, name: str, context: FakeContext, reply: Reply
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": _NDJSON})
         self.active_streams += 1
@@ -460,7 +547,7 @@ class FakeOllama:
                 return self._drop(request, resp)
             if reply.hold_after is not None and reply.hold_after >= sent:
                 await self._hold(reply)
-            await resp.write(_encode(self._final(name, body, reply, start, first)))
+            await resp.write(_encode(self._final(name, context, reply, start, first)))
             await resp.write_eof()
             self.streams_completed += 1
             return resp
