@@ -337,7 +337,13 @@ class Engine:
             error=response.error,
         )
         reply = await streamer.finish(status)
-        await self._save_reply(reply_id, response, reply.message_ids)
+        try:
+            await self._save_reply(reply_id, response, reply.message_ids)
+        except StoreError as err:
+            # The user has seen the reply; what was saved last stays (a restart marks it cut).
+            logger.warning(
+                "could not save a finished reply", extra={"reply": reply_id, "detail": err.detail}
+            )
         log_interaction(
             logger,
             session=str(turn.key),
@@ -412,6 +418,24 @@ class Engine:
             # The bot is shutting down: the reply ends here, marked interrupted.
             await self._shutdown_reply(stream, streamer, reply_id, "".join(partial))
             raise
+        except StoreError as err:
+            # Saving the partial text failed. Not a generation failure: stop the model (nobody
+            # would read the rest, and its slot must not be handed on while it still runs),
+            # keep what was shown, and say that it could not be saved.
+            await stream.aclose()
+            logger.warning(
+                "could not save a reply while it streamed; stopped it",
+                extra={"reply": reply_id, "detail": err.detail},
+            )
+            stopped = await stream
+            return stopped.model_copy(
+                update={
+                    "content": "".join(partial),
+                    "outcome": Outcome.ERROR,
+                    "error": f"This reply could not be saved ({err.user_message}), so it was "
+                    "stopped here.",
+                }
+            )
         if chain is None:
             return response
         tail = chain.finish()  # what a reply cut off inside a step still had to say
