@@ -18,7 +18,8 @@ from adapters.discord.places import (
     server_of,
 )
 from adapters.discord.runtime import Runtime
-from adapters.discord.surface import NO_MENTIONS, ChannelSurface
+from adapters.discord.surface import NO_MENTIONS, ChannelSurface, translate
+from bot.errors import ChatError
 from bot.turn import Attachment, SessionKey, Turn
 
 logger = logging.getLogger(__name__)
@@ -91,11 +92,18 @@ class MessageHandler:
 
         async def notify(text: str) -> None:
             await pacer.acquire()
-            await channel.send(text, allowed_mentions=NO_MENTIONS)
+            try:
+                await channel.send(text, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as err:
+                # Translated: the engine logs it and goes on with the reply itself.
+                raise translate(err) from err
 
         attachments, notes = await self._attachments(message)
         for note in notes:
-            await notify(note)
+            try:
+                await notify(note)
+            except ChatError as err:
+                logger.warning("could not show an attachment note: %s", err.detail)
         text = _clean_text(message, me)
         if not text and attachments:
             # A file sent without words still asks for something: say what it is.

@@ -9,7 +9,13 @@ import discord
 from adapters.discord.places import chain_key, room_key
 from adapters.discord.render import clip
 from adapters.discord.runtime import Runtime
-from adapters.discord.surface import NO_MENTIONS, ChannelSurface, InteractionSurface, OnSent
+from adapters.discord.surface import (
+    NO_MENTIONS,
+    ChannelSurface,
+    InteractionSurface,
+    OnSent,
+    translate,
+)
 from bot.conversation.commands import CommandContext
 from bot.turn import SessionKey, Turn
 
@@ -143,6 +149,10 @@ def _interaction_surface(
 
 def _notifier(interaction: Interaction) -> Any:
     async def notify(text: str) -> None:
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        try:
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as err:
+            # Translated, so that the engine sees its own error and goes on with the reply.
+            raise translate(err) from err
 
     return notify

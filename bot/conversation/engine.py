@@ -238,14 +238,24 @@ class Engine:
         self, turn: Turn, surface: ReplySurface, notify: Notify | None
     ) -> ReplyResult:
         streamer = ReplyStreamer(surface)
+        claimed = answering = False
+        notify = _best_effort(notify, turn.key)
         try:
             if turn.event_id and not await self.store.claim_event(turn.key.platform, turn.event_id):
                 logger.info("event already answered", extra={"event_id": turn.event_id})
                 return ReplyResult(outcome=None, skipped=True)
+            claimed = turn.event_id is not None
             text = validate_input(turn.text, max_chars=self.config.limits.max_input_chars)
             await self.sessions.check_rate(turn.author.id)
             async with self.sessions.turn(turn.key, notify) as ticket:
+                answering = True
                 return await self._answer(turn, text, surface, ticket, notify)
+        except asyncio.CancelledError:
+            if claimed and not answering and turn.event_id is not None:
+                # Cancelled while it waited its turn (a shutdown): nothing was answered, so a
+                # redelivery of the event after the restart must be answered, not skipped.
+                await self.store.release_event(turn.key.platform, turn.event_id)
+            raise
         except OllabotError as err:
             # A refusal (bad input, rate limit) is routine; a database failure needs the operator.
             logger.log(
@@ -493,6 +503,28 @@ def _system_message(settings: EffectiveSettings) -> Message:
     system = settings.system_prompt
     addendum = settings.mode.profile.addendum
     return Message(role=Role.SYSTEM, content=f"{system}\n\n{addendum}" if addendum else system)
+
+
+def _best_effort(notify: Notify | None, key: SessionKey) -> Notify | None:
+    """``notify`` for notices that must not end a turn when they cannot be shown.
+
+    A queue notice or an attachment note is information about the reply, not the reply: when
+    the platform refuses it (adapters raise :class:`OllabotError` for that), the turn goes on
+    and the reply still comes.
+    """
+    if notify is None:
+        return None
+
+    async def safe(text: str) -> None:
+        try:
+            await notify(text)
+        except OllabotError as err:
+            logger.warning(
+                "could not show a notice; the reply goes on",
+                extra={"session": str(key), "error": type(err).__name__, "detail": err.detail},
+            )
+
+    return safe
 
 
 def _as_message(stored: StoredMessage) -> Message | None:

@@ -184,6 +184,10 @@ class Store(Protocol):
         """Record that a platform event is being answered; ``False`` if it was already."""
         ...
 
+    async def release_event(self, platform: str, event_id: str) -> None:
+        """Forget a claim whose event was never answered (cancelled while it waited)."""
+        ...
+
     async def get_settings(self, scope: Scope) -> dict[str, Any]: ...
 
     async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:

@@ -277,6 +277,13 @@ class SqliteStore(SqliteDatabase):
             )
         return inserted == 1
 
+    async def release_event(self, platform: str, event_id: str) -> None:
+        """Forget a claim whose event was never answered, so a redelivery is answered."""
+        async with self._op("release event") as db:
+            await run(
+                db, "DELETE FROM events WHERE platform = ? AND event_id = ?", (platform, event_id)
+            )
+
     # Settings and audit
 
     async def get_settings(self, scope: Scope) -> dict[str, Any]:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from adapters.discord import DiscordBot, running_bot
+from bot.config import BotConfig, LimitsConfig
 from bot.conversation.engine import Engine
+from bot.model.ollama import OllamaChatModel
+from bot.store.sqlite import SqliteStore
 from tests.discord.conftest import EngineFactory, World, discord_config
 from tests.discord.helpers import finished_reply, without_footer
-from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_ollama import FakeOllama, Reply
 
 
 def user_texts(fake_ollama: FakeOllama) -> list[str]:
@@ -257,3 +263,33 @@ async def test_reply_to_a_person_in_a_chain_needs_a_mention(
     await finished_reply(fake, world.general.id, after=1)
     assert user_texts(fake_ollama) == ["start", "and add this"]
     assert len(fake_ollama.requests) == 2
+
+
+async def test_a_refused_queue_notice_does_not_end_the_waiting_turn(
+    world: World, fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    fake = world.fake
+    config = BotConfig(
+        limits=LimitsConfig(
+            user_messages_per_minute=1000, max_concurrent_generations=1, queue_notice_delay=0
+        )
+    )
+    gate = asyncio.Event()
+    fake_ollama.script(Reply.text("first answer", gate=gate))
+    engine = Engine(OllamaChatModel(fake_ollama.url), SqliteStore(tmp_path / "bot.db"), config)
+    async with engine, running_bot(engine, discord_config(fake), "test-token"):
+        first = await fake.send_slash(world.alice, world.general, "ask", options={"prompt": "one"})
+        await fake_ollama.wait_for_requests(1)
+        fake.refuse_followups = True  # the ephemeral "you are queued" notice gets a 403
+        second = await fake.send_slash(
+            world.mod, world.in_category, "ask", options={"prompt": "two"}
+        )
+        await fake.wait_for(lambda: second.callback_type == 5)
+        gate.set()
+        for inter, expected in ((first, "first answer"), (second, "echo: two")):
+            shown = await fake.wait_for(
+                lambda inter=inter, expected=expected: (
+                    inter.original_id and expected in fake.messages[inter.original_id].content
+                )
+            )
+            assert shown

@@ -250,6 +250,9 @@ class FakeDiscord:
         self.channels: dict[int, FakeChannel] = {}
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[str, FakeInteraction] = {}
+        # When true, interaction follow-ups (POST /webhooks/{app}/{token}) are refused with 403,
+        # as Discord refuses them where the bot lacks a permission.
+        self.refuse_followups = False
         self.attachment_data: dict[int, tuple[str, str, bytes]] = {}
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self.typing: dict[int, int] = {}
@@ -907,6 +910,8 @@ class FakeDiscord:
         if inter is None or inter.expired:
             return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
         if not rest and m == "POST":
+            if self.refuse_followups:
+                return _json({"message": "Missing Permissions", "code": 50013}, 403)
             limited, headers = self._limited(inter.channel_id)
             if limited is not None:
                 return limited

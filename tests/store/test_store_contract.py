@@ -345,6 +345,18 @@ async def test_claim_event_succeeds_once_also_across_restarts(make_store: MakeSt
         await second.close()
 
 
+async def test_a_released_claim_can_be_claimed_again(make_store: MakeStore) -> None:
+    store = await _reopened(make_store)
+    try:
+        assert await store.claim_event("matrix", "$event1") is True
+        await store.release_event("matrix", "$event1")
+        await store.release_event("matrix", "$never-claimed")  # a no-op, not an error
+        assert await store.claim_event("matrix", "$event1") is True
+        assert await store.claim_event("matrix", "$event1") is False
+    finally:
+        await store.close()
+
+
 # Settings and audit
 
 
