@@ -185,3 +185,24 @@ async def test_a_message_that_cannot_fit_is_refused_with_the_limit(
     assert "context_length" in surface.texts[-1]
     assert fake_ollama.requests == []
     assert history == []  # nothing stored: the message was never asked
+
+
+async def test_a_chain_of_thought_turn_fits_the_window_with_its_instructions(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    fake_ollama.script(Reply.text('{"steps": ["add"], "solution": "2"}'))
+    async with make_engine(config_with(fake_ollama, tmp_path, context_length=2048)) as engine:
+        session = await engine.store.session_id(KEY)
+        for i in range(200):  # short messages: the history fills the budget to a few tokens
+            role = Role.USER if i % 2 == 0 else Role.ASSISTANT
+            await engine.store.append(session, NewMessage(role, f"message number {i:03}"))
+        await engine.handle_turn(turn("1+1", chain=True), FakeSurface())
+
+    request = fake_ollama.requests[-1]
+    sent = request["messages"]
+    assert sent[-1]["content"] == "Task: 1+1"
+    assert sent[-2]["content"] == "message number 199"
+    # The chain's instructions join the system prompt; the history still leaves the reply its
+    # num_predict within the window.
+    reserve = request["options"]["num_predict"]
+    assert sum(estimate_tokens(m["content"]) + 4 for m in sent) <= 2048 - reserve
