@@ -2,18 +2,29 @@
 
 Non-secret settings come from ``config/bot.toml``; secrets and hosts come from the environment
 (``DISCORD_TOKEN``, ``MATRIX_ACCESS_TOKEN``, ``MATRIX_PASSWORD``, ``OLLAMA_HOST``) through
-pydantic-settings. No other module reads the environment. A bad file or value raises
+pydantic-settings, and so do the variables an MCP server's ``env`` names. No other module reads
+the environment. A bad file or value raises
 :class:`bot.errors.ConfigError` naming the key and what is wrong; secrets are never printed.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -142,6 +153,54 @@ class LoggingConfig(_Frozen):
         return upper
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class McpServerConfig(_Frozen):
+    """One MCP server: a command the bot starts (stdio) or a URL (streamable HTTP).
+
+    ``env`` maps the variable the server sees to the name of the bot's environment variable that
+    holds its value, so secrets stay out of the file (and out of the logs).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (stdio) or url (streamable HTTP)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http:// or https:// URL")
+        if self.url is not None and (self.env or self.args):
+            raise ValueError("env and args apply to a command, not to a url")
+        for server_var, bot_var in self.env.items():
+            if not _ENV_NAME.match(server_var) or not _ENV_NAME.match(bot_var):
+                raise ValueError("env maps variable names to variable names (letters, _, digits)")
+        return self
+
+
+class McpConfig(_Frozen):
+    """Tools from MCP servers, and the bounds on every reply's tool use."""
+
+    servers: tuple[McpServerConfig, ...] = ()
+    max_result_chars: int = Field(default=8000, ge=100, le=1_000_000)
+    max_tool_rounds: int = Field(default=4, ge=1, le=32)
+    total_tool_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_names(cls, servers: tuple[McpServerConfig, ...]) -> tuple[McpServerConfig, ...]:
+        names = [s.name for s in servers]
+        if len(set(names)) != len(names):
+            raise ValueError("server names must be unique")
+        return servers
+
+
 class Secrets(BaseSettings):
     """Secrets and hosts from the environment. Never printed (``SecretStr``)."""
 
@@ -153,10 +212,14 @@ class Secrets(BaseSettings):
     )
     matrix_password: SecretStr | None = Field(default=None, validation_alias="MATRIX_PASSWORD")
     ollama_host: str | None = Field(default=None, validation_alias="OLLAMA_HOST")
+    # The values of the variables named in ``[[mcp.servers]].env``, by variable name: read by
+    # :func:`load_config`, never from a field of the file.
+    mcp_env: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
 
     def values(self) -> list[str]:
         """Every secret value that is set, for log redaction."""
         found = [self.discord_token, self.matrix_access_token, self.matrix_password]
+        found += self.mcp_env.values()
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 
@@ -172,6 +235,7 @@ class BotConfig(_Frozen):
     limits: LimitsConfig = LimitsConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    mcp: McpConfig = McpConfig()
     discord: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     secrets: Secrets = Field(default_factory=lambda: Secrets.model_validate({}), exclude=True)
@@ -228,4 +292,18 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
         config = BotConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source=str(path))) from exc
+    source = os.environ if env is None else env
+    mcp_env: dict[str, SecretStr] = {}
+    for i, server in enumerate(config.mcp.servers):
+        for server_var, bot_var in server.env.items():
+            value = source.get(bot_var)
+            if value is None:
+                raise ConfigError(
+                    f"{path}: mcp.servers.{i}.env.{server_var}: the environment variable "
+                    f"{bot_var} is not set",
+                    key=f"mcp.servers.{i}.env.{server_var}",
+                )
+            mcp_env[bot_var] = SecretStr(value)
+    if mcp_env:
+        secrets = secrets.model_copy(update={"mcp_env": mcp_env})
     return config.model_copy(update={"secrets": secrets})

@@ -15,6 +15,7 @@ in the logs. ``str(err)`` is the user message.
     ├── Busy                            queue or rate limit full (says when to retry)
     ├── RateLimited                     a platform said 429 (``retry_after`` seconds)
     ├── StoreError                      the database failed (locked, disk full)
+    ├── ToolError                       a tool call failed (timed out, its server is down)
     └── ConfigError                     the configuration is invalid (names the key)
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "RateLimited",
     "StoreError",
     "StreamInterrupted",
+    "ToolError",
 ]
 
 
@@ -158,6 +160,13 @@ class RateLimited(OllabotError):
 
 class StoreError(OllabotError):
     """The database failed: locked, disk full, or corrupt."""
+
+
+class ToolError(OllabotError):
+    """A tool call failed: it timed out, its MCP server is down or went away, or it errored.
+
+    The message goes back to the model (which may tell the user) and into the call's line.
+    """
 
 
 class ConfigError(OllabotError):
