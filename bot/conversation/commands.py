@@ -8,12 +8,15 @@ also renders itself as Markdown).
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bot.errors import InputRejected
 from bot.model.port import HostStatus, short_host
+from bot.model.toolbox import ToolCallRecord
 from bot.prompts import ChainResult
 from bot.store.port import ChannelStats, ScopeKind
 from bot.turn import Author, SessionKey
@@ -138,6 +141,30 @@ class Help:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ToolsList:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsAllow:
+    """Allow a tool (``calculate``, ``server.tool``) or a server's tools (``server.*``)."""
+
+    name: str
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsDeny:
+    name: str
+    scope: ScopeKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsCalls:
+    """The full calls and results of the last reply here that used tools."""
+
+
 Command = (
     ModelShow
     | ModelSet
@@ -157,6 +184,10 @@ Command = (
     | Reset
     | Stop
     | Help
+    | ToolsList
+    | ToolsAllow
+    | ToolsDeny
+    | ToolsCalls
 )
 
 HELP_LINES: tuple[tuple[str, str], ...] = (
@@ -171,6 +202,8 @@ HELP_LINES: tuple[tuple[str, str], ...] = (
     ("think on | off", "let thinking models think first (moderators)"),
     ("context show | set <tokens> | clear", "the model's context window (set/clear: moderators)"),
     ("cot <task>", "chain of thought: reasoning steps, then the solution"),
+    ("tools list | calls", "the tools the model may use here; the last reply's tool calls"),
+    ("tools allow | deny <server.tool|server.*>", "choose the tools used here (moderators)"),
     ("settings", "every setting in force here and where it comes from"),
     ("stats", "messages, tokens and speed in this channel"),
     ("reset", "forget this conversation and start afresh"),
@@ -256,6 +289,8 @@ def parse_command(text: str) -> Command:
         if sub == "clear" and not args:
             return ContextSet(None, scope)
         raise InputRejected("Usage: context show | context set <tokens> | context clear")
+    if head == "tools":
+        return _parse_tools(sub, args, scope)
     if head == "think":
         if sub in {"on", "off"} and not args:
             return ThinkSet(sub == "on", scope)
@@ -274,6 +309,19 @@ def parse_command(text: str) -> Command:
     # small enough to send.
     shown = head if len(head) <= 40 else head[:39] + "…"
     raise InputRejected(f"Unknown command '{shown}'. {USAGE}")
+
+
+def _parse_tools(sub: str, args: list[str], scope: ScopeKind | None) -> Command:
+    if sub in {"show", "list"} and not args:
+        return ToolsList()
+    if sub == "calls" and not args:
+        return ToolsCalls()
+    if sub in {"allow", "deny"} and len(args) == 1:
+        return ToolsAllow(args[0], scope) if sub == "allow" else ToolsDeny(args[0], scope)
+    raise InputRejected(
+        "Usage: tools list | tools calls | tools allow <server.tool|server.*> | "
+        "tools deny <server.tool|server.*>"
+    )
 
 
 def _parse_free_text(head: str, rest: str) -> Command:
@@ -403,6 +451,79 @@ class ChainView(CommandResult):
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(c.steps, 1))
         reasoning = steps or c.reasoning
         return f"**Reasoning**\n{reasoning}\n\n**Solution**\n{c.solution}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRow:
+    """One line of ``tools list``: a tool, what it does, and whether it is allowed here."""
+
+    name: str
+    description: str
+    allowed: bool
+    source: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsView(CommandResult):
+    rows: Sequence[ToolRow] = ()
+    servers_down: Sequence[tuple[str, str]] = ()
+
+    def as_markdown(self) -> str:
+        lines = [f"**{self.title}**"]
+        for row in self.rows:
+            verdict = "allowed" if row.allowed else "not allowed"
+            first = row.description.strip().splitlines()[0] if row.description.strip() else ""
+            about = f": {_short(first, 100)}" if first else ""
+            lines.append(f"- `{row.name}`{about} — {verdict}")
+        for server, status in self.servers_down:
+            lines.append(f"- `{server}.*`: the server is {_short(status, 100)}")
+        if len(lines) == 1:
+            lines.append("No tools are available.")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallsView(CommandResult):
+    """The full calls and results of a reply (untrusted text: each inside a code block)."""
+
+    calls: Sequence[ToolCallRecord] = ()
+
+    def as_markdown(self) -> str:
+        if not self.calls:
+            return f"**{self.title}**\nNo tool calls yet in this conversation."
+        lines = [f"**{self.title}**"]
+        for call in self.calls:
+            lines.append(f"{call.name} → {call_outcome(call)}")
+            lines.append(code_block(json.dumps(dict(call.arguments), indent=2), "json"))
+            lines.append(code_block(call.result))
+        return "\n".join(lines)
+
+    def as_text(self) -> str:
+        """Plain text, for an attached file."""
+        parts = []
+        for call in self.calls:
+            arguments = json.dumps(dict(call.arguments), indent=2, ensure_ascii=False)
+            parts.append(
+                f"{call.name} -> {call_outcome(call)}\narguments:\n{arguments}\n"
+                f"result:\n{call.result}\n"
+            )
+        return "\n".join(parts)
+
+
+def call_outcome(call: ToolCallRecord) -> str:
+    """``ok, 0.4 s`` or ``error, 0.1 s``."""
+    return f"{'ok' if call.ok else 'error'}, {call.seconds:.1f} s"
+
+
+def code_block(text: str, language: str = "") -> str:
+    """``text`` in a fenced block whose fence is longer than any backtick run inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

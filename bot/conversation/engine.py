@@ -32,13 +32,17 @@ from bot.conversation.history import (
 from bot.conversation.runner import CommandRunner
 from bot.conversation.sessions import SessionManager, Ticket
 from bot.conversation.settings import EffectiveSettings, SettingsResolver
+from bot.conversation.tool_rules import load_rules
+from bot.conversation.tooling import CallLines, LastCalls, ToolCommands, hub_specs
 from bot.errors import OllabotError, StoreError
 from bot.logs import log_interaction
 from bot.model.catalogue import ModelCatalogue
 from bot.model.generation import Generator, ResponseStream, Timeouts
+from bot.model.mcp import McpHub
 from bot.model.port import ChatModel, ChatRequest
 from bot.model.retry import RetryPolicy
-from bot.model.tools import ToolRegistry, builtin_tools
+from bot.model.toolbox import ToolBox, ToolSession
+from bot.model.tools import builtin_tools
 from bot.reply.streamer import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.store.port import CutReply, MessageStatus, NewMessage, Store, StoredMessage
 from bot.turn import SessionKey, Turn
@@ -112,7 +116,16 @@ class Engine:
             notice_delay=limits.queue_notice_delay,
         )
         self.settings = SettingsResolver(store, self.config.defaults)
-        self._tools = ToolRegistry(builtin_tools())
+        mcp = self.config.mcp
+        specs = hub_specs(self.config)
+        self.mcp = McpHub(specs) if specs else None
+        self.toolbox = ToolBox(
+            builtin_tools(),
+            self.mcp,
+            max_result_chars=mcp.max_result_chars,
+            max_total_seconds=mcp.total_tool_seconds,
+        )
+        self._last_calls = LastCalls()
         self.catalogue = ModelCatalogue(model)
         self._inflight: set[asyncio.Task[Any]] = set()
         self._commands = CommandRunner(
@@ -121,6 +134,12 @@ class Engine:
             sessions=self.sessions,
             model=model,
             catalogue=self.catalogue,
+            tools=ToolCommands(
+                store,
+                self.toolbox,
+                builtins_default=self.config.defaults.tools,
+                last_calls=self._last_calls,
+            ),
         )
         self._cut_replies: list[CutReply] = []
         self._closed = False
@@ -128,11 +147,14 @@ class Engine:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and mark replies a crash left half-written as interrupted.
+        """Open the store, mark replies a crash left half-written as interrupted, and start the
+        MCP servers (in the background: a slow server does not hold up the start).
 
         The cut replies are kept until their adapter mends them (:meth:`mend_cut_replies`).
         """
         await self.store.open()
+        if self.mcp is not None:
+            await self.mcp.start()
         cut = await self.store.mark_interrupted()
         if cut:
             self._cut_replies.extend(cut)
@@ -186,9 +208,13 @@ class Engine:
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
         try:
-            await self.model.close()
+            if self.mcp is not None:
+                await self.mcp.close()
         finally:
-            await self.store.close()
+            try:
+                await self.model.close()
+            finally:
+                await self.store.close()
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -318,13 +344,16 @@ class Engine:
             request = chain_request(request, num_predict=self.config.defaults.chain_num_predict)
             # Its instructions lengthen the system prompt: the history is trimmed again.
             request = replace(request, messages=trim_to_budget(request.messages, budget))
-        use_tools = self.config.defaults.tools and info.supports_tools and chain is None
         reply_id = await self.store.append(
             session_id, NewMessage(Role.ASSISTANT, "", status=MessageStatus.STREAMING)
         )
         streamer = ReplyStreamer(surface, show_thinking=settings.show_thinking)
         await streamer.start()
-        stream = self.generator.stream(request, tool_runner=self._tools if use_tools else None)
+        # A chain of thought answers in a JSON format of its own: no tools there.
+        tools = await self._tool_session(turn, info, streamer) if chain is None else None
+        stream = self.generator.stream(
+            request, tool_runner=tools or None, max_tool_rounds=self.config.mcp.max_tool_rounds
+        )
         try:
             response = await self._run_stream(ticket, stream, streamer, reply_id, chain)
         except OllabotError as err:
@@ -337,6 +366,8 @@ class Engine:
                 "generation failed",
                 extra={"session": str(turn.key), "error": type(err).__name__, "detail": err.detail},
             )
+        if tools is not None:
+            self._last_calls.remember(turn.key, tools.calls)
         # The model is done: let another conversation generate while this reply's last edit
         # waits for the platform's pacing.
         ticket.generation_done()
@@ -375,6 +406,20 @@ class Engine:
             error=response.error,
             prompt_tokens=response.prompt_token_count,
             eval_tokens=response.token_count,
+        )
+
+    async def _tool_session(
+        self, turn: Turn, info: ModelInfo, streamer: ReplyStreamer
+    ) -> ToolSession | None:
+        """The tools offered for this reply: only to a model that can use tools, only those
+        allowed here; each call is shown in the reply as it runs."""
+        if not info.supports_tools:
+            return None
+        rules = await load_rules(
+            self.store, turn.key, turn.server, builtins=self.config.defaults.tools
+        )
+        return self.toolbox.session(
+            lambda entry: rules.allows(entry.qualified, entry.server), on_call=CallLines(streamer)
         )
 
     async def _run_stream(

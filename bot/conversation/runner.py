@@ -39,6 +39,10 @@ from bot.conversation.commands import (
     SystemSet,
     SystemShow,
     ThinkSet,
+    ToolsAllow,
+    ToolsCalls,
+    ToolsDeny,
+    ToolsList,
 )
 from bot.conversation.sessions import SessionManager
 from bot.conversation.settings import (
@@ -48,6 +52,7 @@ from bot.conversation.settings import (
     parse_value,
     target_scope,
 )
+from bot.conversation.tooling import ToolCommands
 from bot.errors import OllabotError
 from bot.model.catalogue import ModelCatalogue
 from bot.model.port import ChatModel
@@ -68,6 +73,7 @@ class CommandRunner:
         sessions: Queues and running replies (for ``stop`` and ``reset``).
         model: The chat model backend (``list``, ``pull``).
         catalogue: Model metadata, to check a ``model set`` name.
+        tools: Runs the ``tools`` commands.
     """
 
     def __init__(
@@ -78,12 +84,14 @@ class CommandRunner:
         sessions: SessionManager,
         model: ChatModel,
         catalogue: ModelCatalogue,
+        tools: ToolCommands,
     ) -> None:
         self._settings = settings
         self._store = store
         self._sessions = sessions
         self._model = model
         self._catalogue = catalogue
+        self._tools = tools
 
     async def run(self, ctx: CommandContext, command: Command) -> CommandResult:
         try:
@@ -168,6 +176,8 @@ class CommandRunner:
                 if stopped:
                     return CommandResult("Stopped", "The reply was stopped; its text is kept.")
                 return CommandResult("Nothing to stop", "No reply is being written here.")
+            case ToolsList() | ToolsAllow() | ToolsDeny() | ToolsCalls():
+                return await self._tools.run(ctx, command)
             case Help():
                 body = "\n".join(f"- `{usage}`: {what}" for usage, what in HELP_LINES)
                 return CommandResult("Commands", body, ephemeral=True)

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
+CONNECT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ class McpHub:
         backoff_initial: Seconds before the first restart of a server that went away.
         backoff_max: The longest wait between restarts.
         errlog: Where stdio servers' stderr goes (a real file); the bot's stderr by default.
+        connect_timeout: Seconds a server may take to start, answer the handshake and list its
+            tools.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class McpHub:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         errlog: TextIO | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -133,6 +137,7 @@ class McpHub:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._errlog = errlog
+        self._connect_timeout = connect_timeout
         self._changed = asyncio.Condition()
         self._version = 0
         self._closing = False
@@ -263,8 +268,12 @@ class McpHub:
             server.lost = asyncio.Event()
             server.relist = asyncio.Event()
             try:
-                async with self._client(server) as client:
-                    await self._list(server, client)
+                async with contextlib.AsyncExitStack() as stack:
+                    # Starting takes what it takes (a cold Python server imports a lot), within
+                    # reason; the per-call timeout is for calls.
+                    async with asyncio.timeout(self._connect_timeout):
+                        client = await stack.enter_async_context(self._client(server))
+                        await self._list(server, client)
                     server.client = client
                     server.status = "up"
                     delay = self._backoff_initial
@@ -329,7 +338,7 @@ class McpHub:
         return Client(
             _WatchedTransport(transport, server.lost),
             message_handler=on_message,
-            read_timeout_seconds=spec.timeout,
+            read_timeout_seconds=None,
             cache=None,
         )
 
@@ -337,7 +346,7 @@ class McpHub:
         tools: list[McpToolInfo] = []
         cursor: str | None = None
         for _ in range(100):  # a paginator that never ends cannot hang the supervisor
-            async with asyncio.timeout(server.spec.timeout):
+            async with asyncio.timeout(max(server.spec.timeout, self._connect_timeout)):
                 page = await client.list_tools(cursor=cursor)
             tools += [
                 McpToolInfo(

@@ -71,6 +71,7 @@ class ReplyLayout:
         self._has_head = False
         self._thinking_shown = 0
         self._answer_started = False
+        self._noted = False
 
         # Parts already decided; they never change (see bot.reply.splitting.next_cut).
         self.frozen: list[Part] = []
@@ -93,12 +94,26 @@ class ReplyLayout:
         self._live.append(content)
         self.version += 1
 
+    def add_note(self, text: str, *, paragraph: bool = False) -> None:
+        """Append text that is shown but is not part of the answer (a tool call's line).
+
+        With ``paragraph``, it starts a new paragraph (after a blank line) unless it comes first.
+        """
+        if paragraph:
+            tail = self._tail()
+            if (tail or self.frozen) and not tail.endswith("\n\n"):
+                text = ("\n" if tail.endswith("\n") else "\n\n") + text
+        self._has_head = self._noted = True
+        self._live.append(text)
+        self.version += 1
+
     def add_thinking(self, thinking: str) -> bool:
         """Keep thinking text; return whether the display text changed."""
         self._thinking.append(thinking)
-        # Thinking that arrives after the answer started is kept but not shown: the displayed
-        # text only ever grows at its end, so frozen parts stay valid.
-        if self._show_thinking and not self._answer_started and self._show_more_thinking(thinking):
+        # Thinking that arrives after the answer started (or after a note) is kept but not
+        # shown: the displayed text only ever grows at its end, so frozen parts stay valid.
+        shown = self._show_thinking and not self._answer_started and not self._noted
+        if shown and self._show_more_thinking(thinking):
             self.version += 1
             return True
         return False

@@ -155,6 +155,23 @@ class ReplyStreamer:
             if not self._dirty.is_set():  # else the flusher is already due (see _wake)
                 self._wake()
 
+    def push_note(self, text: str, *, paragraph: bool = False) -> None:
+        """Show ``text`` after what is shown so far, outside the answer (a tool call's line).
+
+        It is displayed like the answer (same splitting, same protections) but is not part of
+        :attr:`text`, so it is neither stored nor sent back to the model. With ``paragraph`` it
+        starts a new paragraph.
+
+        Raises:
+            RuntimeError: The reply was already finished.
+        """
+        if self._finishing:
+            raise RuntimeError("ReplyStreamer.push_note() after finish()")
+        if text:
+            self._layout.add_note(text, paragraph=paragraph)
+            if not self._dirty.is_set():
+                self._wake()
+
     def _wake(self) -> None:
         # Called only while the flag is clear: once set, the flusher is already due to run
         # (and exists: only aclose() cancels it, and finish() starts a new one), so the
