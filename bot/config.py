@@ -1,9 +1,9 @@
 """The bot's configuration: one typed, frozen model, read once at the edge (the command line).
 
 Non-secret settings come from ``config/bot.toml``; secrets and hosts come from the environment
-(``DISCORD_TOKEN``, ``MATRIX_ACCESS_TOKEN``, ``MATRIX_PASSWORD``, ``OLLAMA_HOST``) through
-pydantic-settings, and so do the variables an MCP server's ``env`` names. No other module reads
-the environment. A bad file or value raises
+(``DISCORD_TOKEN``, ``MATRIX_ACCESS_TOKEN``, ``MATRIX_PASSWORD``, ``OLLAMA_HOST``,
+``OLLABOT_DATABASE_URL``) through pydantic-settings, and so do the variables an MCP server's
+``env`` names. No other module reads the environment. A bad file or value raises
 :class:`bot.errors.ConfigError` naming the key and what is wrong; secrets are never printed.
 """
 
@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,6 +33,7 @@ from bot.types import DEFAULT_CONTEXT_LENGTH, MIN_CONTEXT_LENGTH, ChatMode
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class _Frozen(BaseModel):
@@ -131,10 +133,50 @@ class LimitsConfig(_Frozen):
 
 
 class StorageConfig(_Frozen):
-    """Where the SQLite database lives, and how long a write waits for another process's lock."""
+    """Where the state lives: a SQLite file (the default) or a PostgreSQL server.
+
+    Attributes:
+        path: The SQLite file, used unless ``url`` is set.
+        busy_timeout_ms: How long a SQLite write waits for another process's lock.
+        url: A ``postgresql://`` URL: several bot processes then share one database. The
+            ``OLLABOT_DATABASE_URL`` environment variable (which keeps the password out of the
+            file) wins over it. Never printed.
+        instance: This process's name among the processes sharing the database; after a crash
+            a process marks only its own cut replies. Default: made from the Discord shard ids
+            (``discord-shards-0-1``), else ``main``.
+        pool_size: The most PostgreSQL connections this process opens.
+    """
 
     path: Path = Path("ollabot.db")
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    url: SecretStr | None = None
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
+    pool_size: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().startswith(_POSTGRES_SCHEMES):
+            raise ValueError("must be a postgresql:// URL")
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL with its password (for the driver only), or ``None`` (SQLite)."""
+        return None if self.url is None else self.url.get_secret_value()
+
+
+def url_password(url: str | None) -> str | None:
+    """The password inside a database URL, for log redaction (``None`` when there is none)."""
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 class LoggingConfig(_Frozen):
@@ -212,6 +254,7 @@ class Secrets(BaseSettings):
     )
     matrix_password: SecretStr | None = Field(default=None, validation_alias="MATRIX_PASSWORD")
     ollama_host: str | None = Field(default=None, validation_alias="OLLAMA_HOST")
+    database_url: SecretStr | None = Field(default=None, validation_alias="OLLABOT_DATABASE_URL")
     # The values of the variables named in ``[[mcp.servers]].env``, by variable name: read by
     # :func:`load_config`, never from a field of the file.
     mcp_env: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
@@ -220,7 +263,10 @@ class Secrets(BaseSettings):
         """Every secret value that is set, for log redaction."""
         found = [self.discord_token, self.matrix_access_token, self.matrix_password]
         found += self.mcp_env.values()
-        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        url = self.database_url.get_secret_value() if self.database_url else None
+        password = url_password(url)
+        return [*values, url, password] if url and password else values
 
 
 class BotConfig(_Frozen):
@@ -239,6 +285,13 @@ class BotConfig(_Frozen):
     discord: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     secrets: Secrets = Field(default_factory=lambda: Secrets.model_validate({}), exclude=True)
+
+    def secret_values(self) -> list[str]:
+        """Every secret to keep out of the logs: the environment's, and a database password."""
+        url = self.storage.database_url
+        password = url_password(url)
+        extra = [url, password] if url and password else []
+        return [*self.secrets.values(), *extra]
 
 
 def describe_validation_error(error: ValidationError, *, prefix: str = "", source: str) -> str:
@@ -288,6 +341,11 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
         data.setdefault("ollama", {})
         if isinstance(data["ollama"], dict):
             data["ollama"] = {**data["ollama"], "host": secrets.ollama_host}
+    if secrets.database_url and secrets.database_url.get_secret_value().strip():
+        data.setdefault("storage", {})
+        if isinstance(data["storage"], dict):
+            url = secrets.database_url.get_secret_value()
+            data["storage"] = {**data["storage"], "url": url}
     try:
         config = BotConfig.model_validate(data)
     except ValidationError as exc:

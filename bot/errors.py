@@ -16,12 +16,14 @@ in the logs. ``str(err)`` is the user message.
     ├── RateLimited                     a platform said 429 (``retry_after`` seconds)
     ├── StoreError                      the database failed (locked, disk full)
     ├── ToolError                       a tool call failed (timed out, its server is down)
+    ├── LeaseHeld                       another running process holds a lease (says which)
     └── ConfigError                     the configuration is invalid (names the key)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ConfigError",
     "GenerationTimeout",
     "InputRejected",
+    "LeaseHeld",
     "ModelNotFoundError",
     "OllabotError",
     "OllamaError",
@@ -167,6 +170,29 @@ class ToolError(OllabotError):
 
     The message goes back to the model (which may tell the user) and into the call's line.
     """
+
+
+class LeaseHeld(OllabotError):
+    """Another running process holds a lease this one needs (the one Matrix sync of an account).
+
+    Attributes:
+        name: The lease, e.g. ``matrix-sync:@bot:example.org``.
+        instance: The holder's instance name (``storage.instance``).
+        host: The holder's host name.
+        pid: The holder's process id on that host.
+        since: When the holder took the lease (UTC).
+    """
+
+    def __init__(self, name: str, *, instance: str, host: str, pid: int, since: datetime) -> None:
+        self.name = name
+        self.instance = instance
+        self.host = host
+        self.pid = pid
+        self.since = since
+        super().__init__(
+            f"Another ollabot process holds {name} in this database: instance '{instance}', "
+            f"pid {pid} on {host}, since {since:%Y-%m-%d %H:%M:%S} UTC."
+        )
 
 
 class ConfigError(OllabotError):

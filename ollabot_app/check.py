@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.config import BotConfig
-from bot.errors import OllamaError
+from bot.errors import OllamaError, StoreError
 from bot.model.port import ChatModel, short_host
+from bot.store.postgres import PostgresStore
 from bot.types import ModelInfo
-from ollabot_app.wiring import adapter_statuses, make_model
+from ollabot_app.wiring import adapter_statuses, instance_name, make_model
 
 __all__ = ["check", "list_models", "model_installed"]
 
@@ -43,7 +44,10 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
     _line(out, OK, "config", f"{source} is valid")
     healthy &= await _check_ollama(config, out)
 
-    healthy &= _check_storage(config.storage.path, out)
+    if config.storage.database_url:
+        healthy &= await _check_database(config, out)
+    else:
+        healthy &= _check_storage(config.storage.path, out)
 
     for status in adapter_statuses(config, source=source):
         if not status.configured:
@@ -57,6 +61,21 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
             healthy &= fine
             _line(out, OK if fine else BAD, what, text)
     return 0 if healthy else 1
+
+
+async def _check_database(config: BotConfig, out: TextIO) -> bool:
+    url = config.storage.database_url
+    assert url is not None
+    store = PostgresStore(url, instance=instance_name(config), pool_size=1)
+    try:
+        async with store:
+            found = await store.diagnostics()
+    except StoreError as exc:
+        _line(out, BAD, "storage", f"{exc.user_message} ({store.where}: {exc.detail})")
+        return False
+    server, schema = found["server_version"], found["schema_version"]
+    _line(out, OK, "storage", f"PostgreSQL {server} at {store.where} (schema v{schema})")
+    return True
 
 
 def _check_storage(path: Path, out: TextIO) -> bool:

@@ -1,4 +1,4 @@
-"""The ``ollabot`` command line: ``run``, ``chat``, ``check``, ``models``.
+"""The ``ollabot`` command line: ``run``, ``chat``, ``check``, ``models``, ``migrate``.
 
 The configuration is loaded here, once, and handed down. This is the outermost edge, so it is
 where :class:`bot.errors.OllabotError` becomes one line on stderr and an exit code, never a
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.config import DEFAULT_CONFIG_PATH, BotConfig, load_config
+from bot.config import DEFAULT_CONFIG_PATH, BotConfig, load_config, url_password
 from bot.errors import ConfigError, OllabotError, StoreError
 from bot.logs import configure_logging, register_secret, shutdown_logging
 
@@ -26,7 +26,7 @@ __all__ = ["build_parser", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 # Interactive commands keep stderr quiet unless asked; `run` logs at the configured level.
-_QUIET_COMMANDS = {"chat", "check", "models"}
+_QUIET_COMMANDS = {"chat", "check", "models", "migrate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the config, reach Ollama, say what each adapter is missing"
     )
     commands.add_parser("models", help="list the models installed in Ollama")
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy a stopped SQLite install into PostgreSQL and verify the counts per table",
+    )
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="sqlite:PATH",
+        default=None,
+        help="the SQLite file (default: storage.path)",
+    )
+    migrate.add_argument(
+        "--to",
+        dest="target",
+        metavar="URL",
+        default=None,
+        help="the postgresql:// database (default: OLLABOT_DATABASE_URL or storage.url)",
+    )
+    migrate.add_argument(
+        "--force", action="store_true", help="replace what the target database already holds"
+    )
     return parser
 
 
@@ -84,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _fail(f"configuration error: {exc.user_message}")
         return EXIT_CONFIG
-    for secret in config.secrets.values():
+    for secret in config.secret_values():
         register_secret(secret)
     # `run` with no adapter configured becomes the terminal chat: keep its screen quiet too.
     terminal = args.command in _QUIET_COMMANDS or (
@@ -101,9 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         source = f"{DEFAULT_CONFIG_PATH} (absent: defaults)"
     try:
-        return asyncio.run(
-            _dispatch(args.command, config, source, plain=getattr(args, "plain", False))
-        )
+        return asyncio.run(_dispatch(args, config, source))
     except ConfigError as exc:
         _fail(f"configuration error: {exc.user_message}")
         return EXIT_CONFIG
@@ -111,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The person at this edge is the operator: the path and the cause help them, and a
         # store's detail never holds a secret.
         detail = "" if exc.detail == exc.user_message else f" ({exc.detail})"
-        _fail(f"{exc.user_message}{detail} storage.path is {config.storage.path}.")
+        where = "" if args.command == "migrate" else f" {_where(config)}."
+        _fail(f"{exc.user_message}{detail}{where}")
         return EXIT_FAILED
     except OllabotError as exc:
         _fail(exc.user_message)
@@ -123,11 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_logging()
 
 
-async def _dispatch(command: str, config: BotConfig, source: str, *, plain: bool) -> int:
+async def _dispatch(args: argparse.Namespace, config: BotConfig, source: str) -> int:
     # Imported here so that `ollabot --help` and config errors stay fast and never load the
     # engine, the Ollama client or an adapter.
-    from ollabot_app import check, serve
+    from ollabot_app import check, migrate, serve
 
+    command: str = args.command
+    plain: bool = getattr(args, "plain", False)
+    if command == "migrate":
+        if args.target:
+            register_secret(args.target)
+            if password := url_password(args.target):
+                register_secret(password)
+        return await migrate.migrate_command(
+            config, source=args.source, target=args.target, force=args.force
+        )
     if command == "check":
         return await check.check(config, source=source)
     if command == "models":
@@ -137,6 +167,12 @@ async def _dispatch(command: str, config: BotConfig, source: str, *, plain: bool
         return EXIT_OK
     await serve.run_bot(config, source=source, plain=plain)
     return EXIT_OK
+
+
+def _where(config: BotConfig) -> str:
+    from ollabot_app.wiring import describe_store
+
+    return describe_store(config)
 
 
 def _fail(message: str) -> None:

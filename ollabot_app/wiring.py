@@ -20,9 +20,19 @@ from bot.errors import ConfigError, StoreError
 from bot.model.ollama import OllamaChatModel
 from bot.model.port import ChatModel
 from bot.model.router import RoutedChatModel
+from bot.store.port import Store
+from bot.store.postgres import PostgresStore, redact_url
 from bot.store.sqlite import SqliteStore
 
-__all__ = ["AdapterStatus", "adapter_statuses", "make_model", "open_engine"]
+__all__ = [
+    "AdapterStatus",
+    "adapter_statuses",
+    "describe_store",
+    "instance_name",
+    "make_model",
+    "make_store",
+    "open_engine",
+]
 
 AdapterMain = Callable[[Engine], Coroutine[Any, Any, None]]
 _M = TypeVar("_M", bound=BaseModel)
@@ -70,22 +80,52 @@ def make_model(config: BotConfig) -> ChatModel:
     )
 
 
-@asynccontextmanager
-async def open_engine(config: BotConfig) -> AsyncIterator[Engine]:
-    """An engine on Ollama and the SQLite store, started, and closed (gracefully) on exit.
+def instance_name(config: BotConfig) -> str:
+    """This process's name in a shared database: ``storage.instance``, else one made from the
+    Discord shard ids (``discord-shards-0-1``), else ``main``."""
+    if config.storage.instance:
+        return config.storage.instance
+    table = config.discord or {}
+    shard_ids = table.get("shard_ids")
+    if isinstance(shard_ids, list | tuple) and shard_ids:
+        return "discord-shards-" + "-".join(str(i) for i in shard_ids)
+    return "main"
 
-    Closing lets in-flight replies finish for a grace period, marks the rest, and closes the
-    backend and the store.
+
+def describe_store(config: BotConfig) -> str:
+    """Where the state lives, for messages (a PostgreSQL URL's password hidden)."""
+    url = config.storage.database_url
+    return f"the database is {redact_url(url)}" if url else f"storage.path is {config.storage.path}"
+
+
+def make_store(config: BotConfig) -> Store:
+    """The PostgreSQL store when a database URL is configured, else the SQLite file.
+
+    Raises:
+        StoreError: The SQLite file's directory cannot be created.
     """
-    directory = config.storage.path.parent
+    storage = config.storage
+    instance = instance_name(config)
+    if storage.database_url:
+        return PostgresStore(storage.database_url, instance=instance, pool_size=storage.pool_size)
+    directory = storage.path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(
             f"Cannot create the database's directory {directory}: {exc.strerror}."
         ) from exc
-    store = SqliteStore(config.storage.path, busy_timeout_ms=config.storage.busy_timeout_ms)
-    engine = Engine(make_model(config), store, config)
+    return SqliteStore(storage.path, busy_timeout_ms=storage.busy_timeout_ms, instance=instance)
+
+
+@asynccontextmanager
+async def open_engine(config: BotConfig) -> AsyncIterator[Engine]:
+    """An engine on Ollama and the configured store, started, and closed (gracefully) on exit.
+
+    Closing lets in-flight replies finish for a grace period, marks the rest, and closes the
+    backend and the store.
+    """
+    engine = Engine(make_model(config), make_store(config), config)
     try:
         await engine.start()
         yield engine

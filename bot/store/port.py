@@ -177,11 +177,33 @@ class Store(Protocol):
         ...
 
     async def mark_interrupted(self) -> list[CutReply]:
-        """Mark every message still streaming (left by a crash) interrupted; those, by id."""
+        """Mark this instance's replies left streaming by a crash interrupted; those, by id.
+
+        Every stored message records the instance (the store's ``instance`` name) and the boot
+        (one run of a process) that wrote it. Only replies of this instance whose boot is gone
+        are marked: never a reply another live process is still writing.
+        """
         ...
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
-        """Record that a platform event is being answered; ``False`` if it was already."""
+        """Record that a platform event is being answered; ``False`` if it was already.
+
+        Atomic across every process sharing the database: exactly one claim succeeds.
+        """
+        ...
+
+    async def acquire_lease(self, name: str) -> None:
+        """Hold the lease ``name`` (e.g. the one Matrix sync of an account) while open.
+
+        A lease whose holder's process is gone is taken over.
+
+        Raises:
+            bot.errors.LeaseHeld: Another live process holds it.
+        """
+        ...
+
+    async def release_lease(self, name: str) -> None:
+        """Give up the lease ``name`` if this store holds it (closing the store does too)."""
         ...
 
     async def release_event(self, platform: str, event_id: str) -> None:

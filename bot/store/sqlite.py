@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bot.errors import StoreError
+from bot.store import sqlite_boots as boots
 from bot.store.port import (
     AuditEntry,
     ChannelStats,
@@ -102,7 +105,39 @@ class SqliteStore(SqliteDatabase):
         path: The database file; its directory is created when missing.
         busy_timeout_ms: How long a statement waits for another process's lock before the
             caller gets "the database is busy".
+        instance: This process's name among processes sharing the file; the replies it writes
+            carry it (with this run's boot), and after a crash it marks only its own replies.
     """
+
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 5000, instance: str = "main"
+    ) -> None:
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+        self.instance = instance
+        self.boot = secrets.randbits(63)
+
+    async def open(self) -> None:
+        """Connect, migrate, and record this run as a live boot (see :mod:`bot.store.sqlite_boots`).
+
+        Raises:
+            StoreError: The file cannot be opened, or was written by a newer release.
+        """
+        if self._db is not None:
+            return
+        await super().open()
+        async with self._transaction("record boot") as db:
+            await boots.open_boot(db, self.boot, self.instance)
+
+    async def close(self) -> None:
+        """Record a clean end of this boot (its leases are given up), then close. Idempotent."""
+        if self._db is not None:
+            try:
+                async with self._transaction("record clean close") as db:
+                    await boots.close_boot(db, self.boot)
+            except StoreError as err:
+                # The file may be gone or locked: the boot then ends as a crashed one would.
+                log.warning("could not record the store's clean close: %s", err.detail)
+        await super().close()
 
     # Sessions
 
@@ -146,13 +181,13 @@ class SqliteStore(SqliteDatabase):
     # Messages
 
     async def append(self, session_id: int, message: NewMessage) -> int:
-        """Store a message in a session; returns its id. One statement, committed at once."""
+        """Store a message, stamped with this instance and boot; its id. Committed at once."""
         async with self._op("append message") as db:
             return await insert(
                 db,
                 "INSERT INTO messages (session_id, role, content, author_id, author_name,"
-                " prompt_tokens, eval_tokens, created_at, status, duration)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, eval_tokens, created_at, status, duration, owner_instance,"
+                " owner_boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     message.role.value,
@@ -164,6 +199,8 @@ class SqliteStore(SqliteDatabase):
                     now(),
                     message.status.value,
                     message.duration,
+                    self.instance,
+                    self.boot,
                 ),
             )
 
@@ -240,23 +277,30 @@ class SqliteStore(SqliteDatabase):
         return [_message(row) for row in reversed(picked)]
 
     async def mark_interrupted(self) -> list[CutReply]:
-        """Mark every message left streaming (by a crash) interrupted; returns them, by id.
+        """Mark this instance's replies left streaming by a gone boot interrupted; returns them.
 
-        One transaction: a message is returned exactly when this call marked it.
+        A reply is this instance's when it carries this instance's name (or none: written before
+        owners were recorded). One transaction: a message is returned exactly when this call
+        marked it, and a reply another live process is writing is never touched.
         """
         async with self._transaction("mark interrupted") as db:
             rows = await fetch(
                 db,
                 # The literal lets SQLite pick the partial index on streaming messages.
-                "SELECT m.id, s.platform, s.room, s.thread, m.content, m.refs"
+                "SELECT m.id, s.platform, s.room, s.thread, m.content, m.refs, m.owner_boot"
                 " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
-                " WHERE m.status = 'streaming' ORDER BY m.id",
+                " WHERE m.status = 'streaming'"
+                " AND (m.owner_instance = ? OR m.owner_instance IS NULL) ORDER BY m.id",
+                (self.instance,),
             )
-            await run(
-                db,
-                "UPDATE messages SET status = ? WHERE status = 'streaming'",
-                (MessageStatus.INTERRUPTED.value,),
-            )
+            gone = {boot: await boots.boot_is_gone(db, boot) for boot in {row[6] for row in rows}}
+            cut = [row for row in rows if row[6] == self.boot or gone[row[6]]]
+            for row in cut:
+                await run(
+                    db,
+                    "UPDATE messages SET status = ? WHERE id = ?",
+                    (MessageStatus.INTERRUPTED.value, row[0]),
+                )
         return [
             CutReply(
                 message_id=int(row[0]),
@@ -264,7 +308,7 @@ class SqliteStore(SqliteDatabase):
                 content=row[4],
                 refs=_refs(row[5]),
             )
-            for row in rows
+            for row in cut
         ]
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
@@ -283,6 +327,23 @@ class SqliteStore(SqliteDatabase):
             await run(
                 db, "DELETE FROM events WHERE platform = ? AND event_id = ?", (platform, event_id)
             )
+
+    # Leases
+
+    async def acquire_lease(self, name: str) -> None:
+        """Hold the lease ``name`` until this store closes or releases it.
+
+        Raises:
+            LeaseHeld: Another live boot holds it (the error names its instance, host and pid).
+            StoreError: The database failed.
+        """
+        async with self._transaction("acquire lease") as db:
+            await boots.acquire_lease(db, name, self.boot, self.instance)
+
+    async def release_lease(self, name: str) -> None:
+        """Give the lease ``name`` up, if this store holds it."""
+        async with self._op("release lease") as db:
+            await boots.release_lease(db, name, self.boot)
 
     # Settings and audit
 

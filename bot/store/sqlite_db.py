@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +272,27 @@ class SqliteDatabase:
             except BaseException:
                 await _rollback_quietly(db)
                 raise
+
+    # Whole tables, for ``ollabot migrate`` (names come from bot.store.transfer, never a user)
+
+    async def count_rows(self, table: str) -> int:
+        """How many rows ``table`` has."""
+        async with self._op("count rows") as db:
+            return int((await fetch(db, f"SELECT COUNT(*) FROM {table}"))[0][0])
+
+    async def export_rows(
+        self, table: str, columns: Sequence[str], key: Sequence[str], *, batch: int = 5000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every row of ``table`` (``columns``, as stored), in batches ordered by ``key``."""
+        sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(key)} LIMIT ? OFFSET ?"
+        offset = 0
+        while True:
+            async with self._op(f"read {table}") as db:
+                rows = await fetch(db, sql, (batch, offset))
+            if not rows:
+                return
+            yield [tuple(row) for row in rows]
+            offset += len(rows)
 
     async def diagnostics(self) -> dict[str, int | str]:
         """The connection's settings and schema version, for a health check or the logs.

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
-from bot.errors import StoreError
+from bot.errors import LeaseHeld, StoreError
 from bot.store.port import (
     CutReply,
     MessageStatus,
@@ -25,6 +25,7 @@ from bot.store.port import (
     Store,
     StoredMessage,
 )
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
 from bot.types import Role
@@ -37,14 +38,30 @@ ROOM = Scope("discord", ScopeKind.ROOM, "room-1")
 SERVER = Scope("discord", ScopeKind.SERVER, "guild-1")
 
 
-def _sqlite(tmp_path: Path) -> MakeStore:
-    return lambda: SqliteStore(tmp_path / "data" / "bot.sqlite3")
+MakeNamedStore = Callable[[str], Store]
 
 
-@pytest.fixture(params=[_sqlite], ids=["sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
-    factory: Callable[[Path], MakeStore] = request.param
-    return factory(tmp_path)
+def _sqlite(request: pytest.FixtureRequest) -> MakeNamedStore:
+    path = request.getfixturevalue("tmp_path") / "data" / "bot.sqlite3"
+    return lambda instance: SqliteStore(path, instance=instance)
+
+
+def _postgres(request: pytest.FixtureRequest) -> MakeNamedStore:
+    # A fresh database on the session's server: started only when a PostgreSQL case runs.
+    url = request.getfixturevalue("postgres_url")
+    return lambda instance: PostgresStore(url, instance=instance)
+
+
+@pytest.fixture(params=[_sqlite, _postgres], ids=["sqlite", "postgres"])
+def make_named_store(request: pytest.FixtureRequest) -> MakeNamedStore:
+    """A new, unopened store over the same data each call, for the instance named."""
+    factory: Callable[[pytest.FixtureRequest], MakeNamedStore] = request.param
+    return factory(request)
+
+
+@pytest.fixture
+def make_store(make_named_store: MakeNamedStore) -> MakeStore:
+    return lambda: make_named_store("main")
 
 
 @pytest.fixture
@@ -355,6 +372,121 @@ async def test_a_released_claim_can_be_claimed_again(make_store: MakeStore) -> N
         assert await store.claim_event("matrix", "$event1") is False
     finally:
         await store.close()
+
+
+# Several processes on one database (each store below stands for one process)
+
+
+async def _opened(make_named_store: MakeNamedStore, instance: str) -> Store:
+    store = make_named_store(instance)
+    await store.open()
+    return store
+
+
+async def test_a_reply_another_live_store_is_writing_is_never_marked(
+    make_named_store: MakeNamedStore,
+) -> None:
+    # Two processes given the same instance name by mistake: the restarted one must not cut
+    # the reply the other is still writing.
+    writer = await _opened(make_named_store, "shards-0")
+    restarted = await _opened(make_named_store, "shards-0")
+    try:
+        session = await writer.session_id(KEY)
+        live = await writer.append(session, assistant("still wri", MessageStatus.STREAMING))
+        assert await restarted.mark_interrupted() == []
+        await writer.update_message(live, content="still writing", status=MessageStatus.COMPLETE)
+        [stored] = await restarted.recent_messages(session, 1)
+        assert (stored.content, stored.status) == ("still writing", MessageStatus.COMPLETE)
+    finally:
+        await writer.close()
+        await restarted.close()
+
+
+async def test_a_restarted_instance_marks_only_its_own_cut_replies(
+    make_named_store: MakeNamedStore,
+) -> None:
+    crashed_a = await _opened(make_named_store, "shards-0")
+    crashed_b = await _opened(make_named_store, "shards-1")
+    try:
+        mine = await crashed_a.append(
+            await crashed_a.session_id(KEY), assistant("a's", MessageStatus.STREAMING)
+        )
+        await crashed_b.append(
+            await crashed_b.session_id(THREAD_KEY), assistant("b's", MessageStatus.STREAMING)
+        )
+    finally:
+        await crashed_a.close()
+        await crashed_b.close()
+    again_a = await _opened(make_named_store, "shards-0")
+    try:
+        assert await again_a.mark_interrupted() == [CutReply(mine, KEY, "a's", ())]
+    finally:
+        await again_a.close()
+    again_b = await _opened(make_named_store, "shards-1")
+    try:
+        assert [cut.content for cut in await again_b.mark_interrupted()] == ["b's"]
+    finally:
+        await again_b.close()
+
+
+async def test_a_lease_is_refused_while_its_holder_lives_and_taken_over_after(
+    make_named_store: MakeNamedStore,
+) -> None:
+    holder = await _opened(make_named_store, "matrix")
+    second = await _opened(make_named_store, "other")
+    try:
+        await holder.acquire_lease("matrix-sync:@bot:example.org")
+        await holder.acquire_lease("matrix-sync:@bot:example.org")  # again: already its own
+        with pytest.raises(LeaseHeld) as refused:
+            await second.acquire_lease("matrix-sync:@bot:example.org")
+        assert (refused.value.instance, refused.value.pid) == ("matrix", os.getpid())
+        assert "matrix-sync:@bot:example.org" in refused.value.user_message
+        await second.acquire_lease("matrix-sync:@other:example.org")  # another account
+        await holder.release_lease("matrix-sync:@bot:example.org")
+        await second.acquire_lease("matrix-sync:@bot:example.org")
+        with pytest.raises(LeaseHeld):
+            await holder.acquire_lease("matrix-sync:@bot:example.org")
+    finally:
+        await second.close()  # ends its hold: its process is as good as gone
+    try:
+        await holder.acquire_lease("matrix-sync:@bot:example.org")
+    finally:
+        await holder.close()
+
+
+async def test_concurrent_claims_from_several_stores_succeed_once_each(
+    make_named_store: MakeNamedStore,
+) -> None:
+    stores = [await _opened(make_named_store, f"p{i}") for i in range(3)]
+    try:
+        events = [f"$e{i}" for i in range(30)]
+        claims = await asyncio.gather(
+            *(store.claim_event("discord", e) for e in events for store in stores)
+        )
+        assert sum(claims) == len(events)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_setting_changed_through_one_store_is_in_force_in_another(
+    make_named_store: MakeNamedStore,
+) -> None:
+    one = await _opened(make_named_store, "p1")
+    other = await _opened(make_named_store, "p2")
+    try:
+        assert await other.get_settings(ROOM) == {}
+        await one.set_setting(ROOM, "model", "qwen3:8b")
+        await one.audit(
+            ROOM, "model", None, "qwen3:8b", actor_id="m", actor_name="Mod", allowed=True
+        )
+        assert await other.get_settings(ROOM) == {"model": "qwen3:8b"}
+        assert [e.new_value for e in await other.audit_log(ROOM)] == ["qwen3:8b"]
+        assert await other.set_setting(ROOM, "model", None) == "qwen3:8b"
+        assert await one.get_settings(ROOM) == {}
+    finally:
+        await one.close()
+        await other.close()
 
 
 # Settings and audit

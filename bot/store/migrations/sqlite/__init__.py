@@ -12,9 +12,12 @@ from bot.store.migrations.sqlite import (
     v02_message_duration,
     v03_events,
     v04_message_refs,
+    v05_owners_and_leases,
 )
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
 
-MIGRATIONS = numbered([v01_initial, v02_message_duration, v03_events, v04_message_refs])
+MIGRATIONS = numbered(
+    [v01_initial, v02_message_duration, v03_events, v04_message_refs, v05_owners_and_leases]
+)
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,437 @@
+"""The :class:`bot.store.port.Store` on a PostgreSQL server, shared by several bot processes.
+
+The queries; the pool, the boot's liveness lock, migrations and error translation are in
+:mod:`bot.store.postgres_db`. Whatever must be atomic across processes is one statement or one
+transaction here, never a lock in memory:
+
+- claiming an event is ``INSERT ... ON CONFLICT DO NOTHING``: exactly one process gets the row;
+- replies are stamped with the instance and boot that write them, and
+  :meth:`PostgresStore.mark_interrupted` marks only this instance's replies whose writer is gone,
+  never one another live process is still writing;
+- a lease (the one Matrix sync of an account) is a row naming the boot holding it: a live holder
+  refuses everyone else, a gone one is replaced;
+- settings are read from the database on every turn (nothing is cached), so a change made through
+  one process is in force in the others from their next turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from bot.errors import StoreError
+from bot.store.port import (
+    AuditEntry,
+    ChannelStats,
+    CutReply,
+    MessageStatus,
+    NewMessage,
+    Scope,
+    ScopeKind,
+    StoredMessage,
+)
+from bot.store.postgres_db import (
+    LOCK_NAMESPACE,
+    PostgresDatabase,
+    Row,
+    now,
+    pg_store_error,
+    redact_url,
+)
+from bot.turn import SessionKey
+from bot.types import Role
+
+__all__ = ["PostgresStore", "pg_store_error", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+_MESSAGE_COLUMNS = (
+    "id, session_id, role, content, author_id, author_name, prompt_tokens, eval_tokens, "
+    "created_at, status, duration"
+)
+_CONTEXT_SQL = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND id < $2"
+    " AND status IN ('complete', 'stopped', 'interrupted') ORDER BY id DESC LIMIT $3"
+)
+_FIRST_BATCH = 32
+_MAX_BATCH = 1024
+_NO_ID_LIMIT = 2**63 - 1
+
+_ROLES = {role.value: role for role in Role}
+_STATUSES = {status.value: status for status in MessageStatus}
+
+
+def _thread(key: SessionKey) -> str:
+    return key.thread or ""
+
+
+def _message(row: Row) -> StoredMessage:
+    return StoredMessage(
+        row[0],
+        row[1],
+        _ROLES[row[2]],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        _STATUSES[row[9]],
+        row[10],
+    )
+
+
+def _refs(encoded: str | None) -> tuple[str, ...]:
+    if not encoded:
+        return ()
+    try:
+        decoded = json.loads(encoded)
+    except ValueError:
+        log.warning("unreadable message refs ignored: %r", encoded[:100])
+        return ()
+    return tuple(str(ref) for ref in decoded) if isinstance(decoded, list) else ()
+
+
+class PostgresStore(PostgresDatabase):
+    """A :class:`bot.store.port.Store` on PostgreSQL. Safe for concurrent callers and processes.
+
+    Use as ``async with PostgresStore(url, instance="shards-0") as store:``; the arguments are
+    :class:`bot.store.postgres_db.PostgresDatabase`'s.
+    """
+
+    # Sessions
+
+    async def session_id(self, key: SessionKey) -> int:
+        """The id of the current session at ``key``, creating it when there is none."""
+        params = (key.platform, key.room, _thread(key))
+        find = (
+            "SELECT id FROM sessions WHERE platform = $1 AND room = $2 AND thread = $3 AND active"
+        )
+        async with self.op("find session") as conn:
+            found = await conn.fetchval(find, *params)
+            if found is not None:
+                return int(found)
+            # Another process may create it meanwhile: the unique index decides, then re-read.
+            await conn.execute(
+                "INSERT INTO sessions (platform, room, thread, created_at, active)"
+                " VALUES ($1, $2, $3, $4, TRUE) ON CONFLICT DO NOTHING",
+                *params,
+                now(),
+            )
+            return int(await conn.fetchval(find, *params))
+
+    async def reset_session(self, key: SessionKey) -> int:
+        """Start a fresh session at ``key``; the old one keeps its history. Returns the new id."""
+        params = (key.platform, key.room, _thread(key))
+        async with self.transaction("reset session") as conn:
+            # Resets of one key, from any process, take turns: the second sees the first's row.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                LOCK_NAMESPACE,
+                "\x1f".join(params),
+            )
+            await conn.execute(
+                "UPDATE sessions SET active = FALSE"
+                " WHERE platform = $1 AND room = $2 AND thread = $3 AND active",
+                *params,
+            )
+            return int(
+                await conn.fetchval(
+                    "INSERT INTO sessions (platform, room, thread, created_at, active)"
+                    " VALUES ($1, $2, $3, $4, TRUE) RETURNING id",
+                    *params,
+                    now(),
+                )
+            )
+
+    # Messages
+
+    async def append(self, session_id: int, message: NewMessage) -> int:
+        """Store a message in a session, stamped with this instance and boot; returns its id."""
+        async with self.op("append message") as conn:
+            return int(
+                await conn.fetchval(
+                    "INSERT INTO messages (session_id, role, content, author_id, author_name,"
+                    " prompt_tokens, eval_tokens, created_at, status, duration, owner_instance,"
+                    " owner_boot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    " RETURNING id",
+                    session_id,
+                    message.role.value,
+                    message.content,
+                    message.author_id,
+                    message.author_name,
+                    message.prompt_tokens,
+                    message.eval_tokens,
+                    now(),
+                    message.status.value,
+                    message.duration,
+                    self.instance,
+                    self.boot,
+                )
+            )
+
+    async def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str,
+        status: MessageStatus,
+        eval_tokens: int = 0,
+        prompt_tokens: int = 0,
+        duration: float | None = None,
+        refs: Sequence[str] | None = None,
+    ) -> None:
+        """Set the text and outcome of a message stored while it was streaming.
+
+        Raises:
+            StoreError: The database failed, or there is no message ``message_id``.
+        """
+        encoded = None if refs is None else json.dumps(list(refs))
+        async with self.op("update message") as conn:
+            result = await conn.execute(
+                "UPDATE messages SET content = $1, status = $2, eval_tokens = $3,"
+                " prompt_tokens = $4, duration = $5, refs = COALESCE($6, refs) WHERE id = $7",
+                content,
+                status.value,
+                eval_tokens,
+                prompt_tokens,
+                duration,
+                encoded,
+                message_id,
+            )
+        if result == "UPDATE 0":
+            raise StoreError("The bot could not save its reply.", detail=f"no message {message_id}")
+
+    async def recent_messages(self, session_id: int, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages of a session (every status), oldest first."""
+        if limit <= 0:
+            return []
+        async with self.op("read messages") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = $1"
+                " ORDER BY id DESC LIMIT $2",
+                session_id,
+                limit,
+            )
+        return [_message(row) for row in reversed(rows)]
+
+    async def context_messages(self, session_id: int, char_budget: int) -> list[StoredMessage]:
+        """The newest context messages whose contents fit in ``char_budget`` chars, oldest first.
+
+        The same unbroken tail as :meth:`bot.store.sqlite.SqliteStore.context_messages`, read
+        newest first in growing batches.
+        """
+        picked: list[Row] = []
+        used = 0
+        before = _NO_ID_LIMIT
+        batch = _FIRST_BATCH
+        async with self.op("load context") as conn:
+            while used < char_budget:
+                rows = await conn.fetch(_CONTEXT_SQL, session_id, before, batch)
+                for row in rows:
+                    used += len(row[3])
+                    if used > char_budget:
+                        break
+                    picked.append(row)
+                if used > char_budget or len(rows) < batch:
+                    break
+                before = rows[-1][0]
+                mean = max(used // len(picked), 1)
+                batch = min(_FIRST_BATCH + 5 * (char_budget - used) // (4 * mean), _MAX_BATCH)
+        return [_message(row) for row in reversed(picked)]
+
+    async def mark_interrupted(self) -> list[CutReply]:
+        """Mark this instance's replies left streaming by a dead boot interrupted; returns them.
+
+        A reply is this instance's when it carries this instance's name (or none: written before
+        owners were recorded). Its writer is dead when nobody holds the writer's boot lock, or
+        when the writer is this very store (nothing of its own is streaming at start-up). A
+        reply another live process is writing is never touched, even one with the same name.
+        """
+        async with self.transaction("mark interrupted") as conn:
+            # FOR UPDATE: two processes recovering at once each get a reply at most once.
+            rows = await conn.fetch(
+                "SELECT m.id, s.platform, s.room, s.thread, m.content, m.refs, m.owner_boot"
+                " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
+                " WHERE m.status = 'streaming'"
+                " AND (m.owner_instance = $1 OR m.owner_instance IS NULL)"
+                " ORDER BY m.id FOR UPDATE OF m",
+                self.instance,
+            )
+            gone = {boot: await self.boot_is_gone(conn, boot) for boot in {row[6] for row in rows}}
+            cut = [row for row in rows if row[6] == self.boot or gone[row[6]]]
+            await conn.execute(
+                "UPDATE messages SET status = 'interrupted' WHERE id = ANY($1::bigint[])",
+                [row[0] for row in cut],
+            )
+        return [
+            CutReply(
+                message_id=int(row[0]),
+                key=SessionKey(row[1], row[2], row[3] or None),
+                content=row[4],
+                refs=_refs(row[5]),
+            )
+            for row in cut
+        ]
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Record that a platform event is being answered; ``False`` if any process already did."""
+        async with self.op("claim event") as conn:
+            result = await conn.execute(
+                "INSERT INTO events (platform, event_id, created_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING",
+                platform,
+                event_id,
+                now(),
+            )
+        return bool(result == "INSERT 0 1")
+
+    async def release_event(self, platform: str, event_id: str) -> None:
+        """Forget a claim whose event was never answered, so a redelivery is answered."""
+        async with self.op("release event") as conn:
+            await conn.execute(
+                "DELETE FROM events WHERE platform = $1 AND event_id = $2", platform, event_id
+            )
+
+    # Settings and audit
+
+    async def get_settings(self, scope: Scope) -> dict[str, Any]:
+        """Every setting stored at exactly ``scope`` (no cascade), JSON-decoded."""
+        async with self.op("read settings") as conn:
+            rows = await conn.fetch(
+                "SELECT key, value FROM settings"
+                " WHERE platform = $1 AND scope_kind = $2 AND scope_id = $3",
+                scope.platform,
+                scope.kind.value,
+                scope.id,
+            )
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+    async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:
+        """Set (or, with ``None``, clear) one setting; returns the old value (``None`` if unset).
+
+        Raises:
+            TypeError: ``value`` cannot be stored as JSON.
+            StoreError: The database failed.
+        """
+        encoded = None if value is None else json.dumps(value)
+        where = (scope.platform, scope.kind.value, scope.id, key)
+        match = "platform = $1 AND scope_kind = $2 AND scope_id = $3 AND key = $4"
+        async with self.transaction("write setting") as conn:
+            old = await conn.fetchval(
+                f"SELECT value FROM settings WHERE {match} FOR UPDATE", *where
+            )
+            if encoded is None:
+                await conn.execute(f"DELETE FROM settings WHERE {match}", *where)
+            else:
+                await conn.execute(
+                    "INSERT INTO settings (platform, scope_kind, scope_id, key, value, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (platform, scope_kind, scope_id, key)"
+                    " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    *where,
+                    encoded,
+                    now(),
+                )
+        return None if old is None else json.loads(old)
+
+    async def audit(
+        self,
+        scope: Scope,
+        key: str,
+        old_value: Any,
+        new_value: Any,
+        *,
+        actor_id: str,
+        actor_name: str,
+        allowed: bool,
+    ) -> None:
+        """Log a settings change, or a refused attempt (``allowed=False``)."""
+        async with self.op("write audit") as conn:
+            await conn.execute(
+                "INSERT INTO audit (platform, scope_kind, scope_id, key, old_value, new_value,"
+                " actor_id, actor_name, allowed, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                scope.platform,
+                scope.kind.value,
+                scope.id,
+                key,
+                json.dumps(old_value),
+                json.dumps(new_value),
+                actor_id,
+                actor_name,
+                allowed,
+                now(),
+            )
+
+    async def audit_log(self, scope: Scope | None = None, limit: int = 50) -> list[AuditEntry]:
+        """The last ``limit`` audit entries, of ``scope`` or of every scope, newest first."""
+        sql = (
+            "SELECT id, platform, scope_kind, scope_id, key, old_value, new_value, actor_id,"
+            " actor_name, allowed, created_at FROM audit"
+        )
+        params: tuple[Any, ...] = (limit,)
+        if scope is not None:
+            sql += " WHERE platform = $2 AND scope_kind = $3 AND scope_id = $4"
+            params = (limit, scope.platform, scope.kind.value, scope.id)
+        async with self.op("read audit") as conn:
+            rows = await conn.fetch(sql + " ORDER BY id DESC LIMIT $1", *params)
+        return [
+            AuditEntry(
+                id=row[0],
+                scope=Scope(row[1], ScopeKind(row[2]), row[3]),
+                key=row[4],
+                old_value=json.loads(row[5]),
+                new_value=json.loads(row[6]),
+                actor_id=row[7],
+                actor_name=row[8],
+                allowed=bool(row[9]),
+                created_at=row[10],
+            )
+            for row in rows
+        ]
+
+    async def channel_stats(self, platform: str, room: str) -> ChannelStats:
+        """Messages and tokens of every session of a room, and the mean reply speed."""
+        async with self.op("read stats") as conn:
+            row = await conn.fetchrow(
+                "SELECT COUNT(*), COALESCE(SUM(m.prompt_tokens), 0),"
+                " COALESCE(SUM(m.eval_tokens), 0),"
+                " AVG(CASE WHEN m.role = $1 AND m.duration > 0"
+                " THEN m.eval_tokens / m.duration END)"
+                " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
+                " WHERE s.platform = $2 AND s.room = $3",
+                Role.ASSISTANT.value,
+                platform,
+                room,
+            )
+        assert row is not None  # an aggregate always has a row
+        count, prompt_tokens, eval_tokens, speed = row
+        return ChannelStats(
+            messages=int(count),
+            prompt_tokens=int(prompt_tokens),
+            eval_tokens=int(eval_tokens),
+            mean_tokens_per_second=None if speed is None else float(speed),
+        )
+
+    # Adapter state
+
+    async def get_state(self, key: str) -> str | None:
+        """Adapter state that survives restarts (sync tokens, command hashes)."""
+        async with self.op("read state") as conn:
+            value = await conn.fetchval("SELECT value FROM state WHERE key = $1", key)
+        return None if value is None else str(value)
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Store adapter state under ``key``, replacing what was there."""
+        async with self.op("write state") as conn:
+            await conn.execute(
+                "INSERT INTO state (key, value, updated_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                key,
+                value,
+                now(),
+            )
