@@ -53,7 +53,7 @@ _MESSAGE_COLUMNS = (
 )
 _CONTEXT_SQL = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND id < $2"
-    " AND status IN ('complete', 'stopped', 'interrupted') ORDER BY id DESC LIMIT $3"
+    " AND status IN ('complete', 'length', 'stopped', 'interrupted') ORDER BY id DESC LIMIT $3"
 )
 _FIRST_BATCH = 32
 _MAX_BATCH = 1024
@@ -394,12 +394,15 @@ class PostgresStore(PostgresDatabase):
         ]
 
     async def channel_stats(self, platform: str, room: str) -> ChannelStats:
-        """Messages and tokens of every session of a room, and the mean reply speed."""
+        """Messages and tokens of every session of a room, and the mean reply speed.
+
+        The speed averages replies with both counters and a duration, as SQLite's does.
+        """
         async with self.op("read stats") as conn:
             row = await conn.fetchrow(
                 "SELECT COUNT(*), COALESCE(SUM(m.prompt_tokens), 0),"
                 " COALESCE(SUM(m.eval_tokens), 0),"
-                " AVG(CASE WHEN m.role = $1 AND m.duration > 0"
+                " AVG(CASE WHEN m.role = $1 AND m.duration > 0 AND m.eval_tokens > 0"
                 " THEN m.eval_tokens / m.duration END)"
                 " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
                 " WHERE s.platform = $2 AND s.room = $3",
