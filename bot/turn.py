@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ScopeKind(StrEnum):
+    """Where a setting applies, from widest to narrowest (after the configured defaults).
+
+    ``SERVER`` is a Discord server or a Matrix space, ``ROOM`` a channel or room, ``THREAD`` a
+    thread in one. Moderation is per scope: see :mod:`bot.conversation.permissions`.
+    """
+
+    SERVER = "server"
+    ROOM = "room"
+    THREAD = "thread"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +32,25 @@ class SessionKey:
 
 @dataclass(frozen=True, slots=True)
 class Author:
-    """The person behind a turn or a command. The adapter decides ``is_moderator``."""
+    """The person behind a turn or a command, and what the platform says they moderate.
+
+    The adapter reports the platform's facts for each scope of the place the event happened
+    in; the engine decides what they allow (:mod:`bot.conversation.permissions`).
+
+    Attributes:
+        id: The platform's user id.
+        name: The display name.
+        is_moderator: Moderates every scope of this place (the person at the terminal, a
+            configured bot admin).
+        moderates: The scopes the platform says they moderate here (Discord: Manage Server
+            from their roles, Manage Channels or Manage Threads in this channel; Matrix: the
+            power level in this room, or in every room of the space).
+    """
 
     id: str
     name: str
     is_moderator: bool = False
+    moderates: frozenset[ScopeKind] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,10 +63,8 @@ class AccessPolicy:
             return "None of your roles may use the bot."
         return None
 
-    def is_moderator(self, person: Person, *, manage_channels: bool, manage_guild: bool) -> bool:
-        """Manage Channels or Manage Server, or a configured moderator role (name or id)."""
-        if manage_channels or manage_guild:
-            return True
+    def has_moderator_role(self, person: Person) -> bool:
+        """Whether one of the person's roles is a configured moderator role (name or id)."""
         wanted = set(self._c.moderator_roles)
         return bool(wanted & person.role_names) or bool(wanted & {str(r) for r in person.role_ids})
 

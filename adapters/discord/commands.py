@@ -101,7 +101,12 @@ class Commands:
         return CommandContext(
             key=room_key(channel),
             server=server_of(interaction.guild),
-            author=author_of(interaction.user, self._rt.policy, permissions),
+            author=author_of(
+                interaction.user,
+                self._rt.policy,
+                permissions,
+                in_thread=isinstance(channel, discord.Thread),
+            ),
         )
 
     async def run(self, interaction: Interaction, command: Command) -> None:

@@ -114,7 +114,9 @@ class MessageHandler:
         )
         turn = Turn(
             key=key,
-            author=author_of(author, rt.policy, permissions),
+            author=author_of(
+                author, rt.policy, permissions, in_thread=isinstance(channel, discord.Thread)
+            ),
             text=text,
             server=server_of(message.guild),
             attachments=tuple(attachments),

@@ -7,7 +7,7 @@ from typing import Any
 import discord
 
 from adapters.discord.access import AccessPolicy, Person, Place
-from bot.turn import Author, SessionKey
+from bot.turn import Author, ScopeKind, SessionKey
 
 PLATFORM = "discord"
 
@@ -42,14 +42,29 @@ def author_of(
     user: discord.User | discord.Member,
     policy: AccessPolicy,
     permissions: discord.Permissions | None,
+    *,
+    in_thread: bool = False,
 ) -> Author:
-    """The engine's view of a person; ``permissions`` are theirs in the channel (``None``: DM)."""
-    moderator = permissions is not None and policy.is_moderator(
-        person_of(user),
-        manage_channels=permissions.manage_channels,
-        manage_guild=permissions.manage_guild,
-    )
-    return Author(id=str(user.id), name=user.display_name, is_moderator=moderator)
+    """The engine's view of a person, with the scopes Discord says they moderate here.
+
+    - the server: Manage Server from their roles (``Member.guild_permissions``), never from
+      a channel overwrite;
+    - the channel: Manage Channels in this channel (``permissions``, overwrites included);
+    - the thread (``in_thread``): Manage Threads in it.
+
+    A configured moderator role moderates every scope. ``permissions`` are theirs in the
+    channel; ``None`` in a DM, where nobody moderates anything.
+    """
+    moderates: set[ScopeKind] = set()
+    if permissions is not None and isinstance(user, discord.Member):
+        by_role = policy.has_moderator_role(person_of(user))
+        if by_role or user.guild_permissions.manage_guild:
+            moderates.add(ScopeKind.SERVER)
+        if by_role or permissions.manage_channels:
+            moderates.add(ScopeKind.ROOM)
+        if in_thread and (by_role or permissions.manage_threads):
+            moderates.add(ScopeKind.THREAD)
+    return Author(id=str(user.id), name=user.display_name, moderates=frozenset(moderates))
 
 
 def room_key(channel: Any) -> SessionKey:

@@ -238,6 +238,8 @@ class MatrixBot:
                 source = getattr(event, "source", {}) or {}
                 if source.get("type") == "m.room.create":
                     self.replier.note_create(room_id, source)
+                elif source.get("type") == "m.space.parent":
+                    self.replier.note_space_parent(room_id, source)
             room = self.client.rooms.get(room_id)
             if (
                 room is not None

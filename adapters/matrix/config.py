@@ -23,7 +23,9 @@ class MatrixConfig(BaseModel):
         device_id: The device to log in as; ``None`` reuses the one stored from the last run.
         device_name: Display name of a device created by a password login.
         command_prefix: Messages starting with it are commands (``!ollabot model set x``).
-        moderator_power_level: Members at or above it change settings and pull models.
+        moderator_power_level: Members at or above it in a room moderate the room and its
+            threads; at or above it in every room of a space (that the bot is in), the space.
+        bot_admins: Users (full ids) who moderate every scope everywhere, spaces included.
         reply_in_thread: Answer in a thread rooted at the addressing message (one thread = one
             conversation); ``False`` answers with plain replies and the room is the conversation.
         allowed_inviters: Users whose invites are accepted (full ids).
@@ -60,6 +62,7 @@ class MatrixConfig(BaseModel):
     device_name: str = "ollabot"
     command_prefix: str = "!ollabot"
     moderator_power_level: int = 50
+    bot_admins: frozenset[str] = frozenset()
     reply_in_thread: bool = True
     allowed_inviters: frozenset[str] = frozenset()
     allowed_servers: frozenset[str] = frozenset()

@@ -28,7 +28,7 @@ from bot.conversation.commands import (
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
-from bot.turn import Author, SessionKey, Turn
+from bot.turn import Author, ScopeKind, SessionKey, Turn
 
 if TYPE_CHECKING:
     from bot.conversation.engine import Engine
@@ -88,6 +88,7 @@ class Replier:
         self._unverified_noticed: dict[tuple[str, str], float] = {}
         self.stats = SendStats()
         self._creators: dict[str, frozenset[str]] = {}
+        self._spaces: dict[str, str] = {}  # room id -> the space it belongs to
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -119,6 +120,48 @@ class Replier:
         creators.update(u for u in extra if isinstance(u, str))
         self._creators[room_id] = frozenset(creators)
 
+    def note_space_parent(self, room_id: str, source: dict[str, Any]) -> None:
+        """Remember the space a room belongs to (its ``m.space.parent`` state): the server scope.
+
+        An event with empty content removes the link. With several parents, the canonical one
+        wins, else the first one seen.
+        """
+        space = source.get("state_key")
+        content = source.get("content")
+        if not isinstance(space, str) or not isinstance(content, dict):
+            return
+        current = self._spaces.get(room_id)
+        if not content.get("via"):
+            if current == space:
+                self._spaces.pop(room_id, None)
+            return
+        if current is None or content.get("canonical") is True:
+            self._spaces[room_id] = space
+
+    def space_of(self, room_id: str) -> str | None:
+        """The space ``room_id`` belongs to, for the settings cascade; ``None`` when none."""
+        return self._spaces.get(room_id)
+
+    def _moderates(self, room_id: str, user_id: str) -> frozenset[ScopeKind]:
+        """The scopes ``user_id`` moderates in ``room_id``.
+
+        The room and its threads: the configured power level in the room. The space: that power
+        level in every room of the space the bot is in, or being a configured bot admin.
+        """
+        if user_id in self.config.bot_admins:
+            return frozenset(ScopeKind)
+        if not self.is_moderator(room_id, user_id):
+            return frozenset()
+        scopes = {ScopeKind.ROOM, ScopeKind.THREAD}
+        space = self._spaces.get(room_id)
+        if space is not None and all(
+            self.is_moderator(other, user_id)
+            for other, parent in self._spaces.items()
+            if parent == space
+        ):
+            scopes.add(ScopeKind.SERVER)
+        return frozenset(scopes)
+
     def is_moderator(self, room_id: str, user_id: str) -> bool:
         """Whether ``user_id`` is at or above the configured power level in the room."""
         if user_id in self._creators.get(room_id, frozenset()):
@@ -132,7 +175,7 @@ class Replier:
     def _author(self, room_id: str, user_id: str) -> Author:
         room = self.client.rooms.get(room_id)
         name = (room.user_name(user_id) if room is not None else None) or user_id
-        return Author(id=user_id, name=name, is_moderator=self.is_moderator(room_id, user_id))
+        return Author(id=user_id, name=name, moderates=self._moderates(room_id, user_id))
 
     async def _is_bot_event(self, room_id: str, event_id: str) -> bool:
         if event_id in self._own_events:
@@ -258,6 +301,7 @@ class Replier:
                 if chain_task is not None
                 else strip_mention(message.body, self.config.user_id, display)
             ),
+            server=self.space_of(room_id),
             event_id=message.event_id,
             chain=chain_task is not None,
         )
@@ -310,7 +354,8 @@ class Replier:
         thread = root if self.config.reply_in_thread else None
         key = SessionKey(PLATFORM, room_id, thread)
         sender = RoomSender(self.client, room_id, message.event_id, root)
-        ctx = CommandContext(key=key, server=None, author=self._author(room_id, message.sender))
+        author = self._author(room_id, message.sender)
+        ctx = CommandContext(key=key, server=self.space_of(room_id), author=author)
         try:
             command = parse_command(rest)
         except InputRejected as err:

@@ -44,6 +44,7 @@ from bot.conversation.commands import (
     ToolsDeny,
     ToolsList,
 )
+from bot.conversation.permissions import may_pull, settings_refusal
 from bot.conversation.sessions import SessionManager
 from bot.conversation.settings import (
     EffectiveSettings,
@@ -60,8 +61,6 @@ from bot.store.port import Scope, ScopeKind, Store
 from bot.types import ChatMode, PullProgress
 
 logger = logging.getLogger(__name__)
-
-_SCOPE_WORDS = {ScopeKind.SERVER: "server", ScopeKind.ROOM: "channel", ScopeKind.THREAD: "thread"}
 
 
 class CommandRunner:
@@ -193,16 +192,13 @@ class CommandRunner:
         check_model: bool = False,
     ) -> CommandResult:
         scope = target_scope(ctx.key, ctx.server, scope_kind)
-        if not ctx.author.is_moderator:
+        refusal = settings_refusal(ctx.author, scope.kind, key.value, _scope_word(ctx, scope.kind))
+        if refusal is not None:
             # Refused before the value is checked, so that every attempt is audited, a
             # malformed one ("mode set evil") too, with what was asked for.
             current = (await self._store.get_settings(scope)).get(key.value)
             await self._refused(ctx, scope, key.value, current, _audited(raw))
-            return Refusal(
-                "Only moderators can change that",
-                f"Changing `{key.value}` in this {_scope_word(ctx, scope.kind)} needs a moderator. "
-                "Nothing was changed.",
-            )
+            return refusal
         value = parse_value(key, raw)
         if check_model:
             self._catalogue.forget(str(value))
@@ -256,7 +252,7 @@ class CommandRunner:
     async def _pull(
         self, ctx: CommandContext, name: str, hosts: tuple[str, ...] = ()
     ) -> CommandResult:
-        if not ctx.author.is_moderator:
+        if not may_pull(ctx.author):
             scope = target_scope(ctx.key, ctx.server, None)
             await self._refused(ctx, scope, "pull", None, name)
             return Refusal(

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.turn import ScopeKind as ScopeKind  # re-exported: the store's own vocabulary
 from bot.turn import SessionKey
 from bot.types import Outcome, Role
 
@@ -30,14 +31,6 @@ class MessageStatus(StrEnum):
     @classmethod
     def of(cls, outcome: Outcome) -> MessageStatus:
         return cls(outcome.value)
-
-
-class ScopeKind(StrEnum):
-    """Where a setting applies, from widest to narrowest (after the configured defaults)."""
-
-    SERVER = "server"
-    ROOM = "room"
-    THREAD = "thread"
 
 
 @dataclass(frozen=True, slots=True)

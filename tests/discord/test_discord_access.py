@@ -55,13 +55,8 @@ def test_user_role_and_guild_lists() -> None:
     assert policy(allowed_guilds=[2]).refusal(in_thread(), ALICE) is not None
 
 
-def test_moderator_by_permission_or_configured_role() -> None:
-    p = policy(moderator_roles=["Helpers"])
-    assert p.is_moderator(ALICE, manage_channels=False, manage_guild=False)
-    plain = policy()
-    assert not plain.is_moderator(ALICE, manage_channels=False, manage_guild=False)
-    assert plain.is_moderator(ALICE, manage_channels=True, manage_guild=False)
-    assert plain.is_moderator(ALICE, manage_channels=False, manage_guild=True)
-    assert policy(moderator_roles=["7"]).is_moderator(
-        ALICE, manage_channels=False, manage_guild=False
-    )
+def test_a_configured_moderator_role_is_matched_by_name_or_id() -> None:
+    assert policy(moderator_roles=["Helpers"]).has_moderator_role(ALICE)
+    assert policy(moderator_roles=["7"]).has_moderator_role(ALICE)
+    assert not policy().has_moderator_role(ALICE)
+    assert not policy(moderator_roles=["Mods"]).has_moderator_role(ALICE)

@@ -35,6 +35,7 @@ PERM_SEND_MESSAGES = 1 << 11
 PERM_MANAGE_CHANNELS = 1 << 4
 PERM_MANAGE_GUILD = 1 << 5
 PERM_ADMINISTRATOR = 1 << 3
+PERM_MANAGE_THREADS = 1 << 34
 PERM_DEFAULT = PERM_VIEW_CHANNEL | PERM_SEND_MESSAGES | (1 << 16) | (1 << 38) | (1 << 31)
 
 
@@ -91,13 +92,16 @@ class FakeChannel:
     parent_id: int | None = None
     owner_id: int | None = None
     recipient: FakeUser | None = None
+    # Discord's permission overwrites: {"id", "type" (0 role, 1 member), "allow", "deny"}.
+    overwrites: list[dict[str, Any]] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": str(self.id), "type": self.type, "name": self.name}
         if self.guild_id is not None:
             data["guild_id"] = str(self.guild_id)
             data["position"] = 0
-            data["permission_overwrites"] = []
+            if self.type != 11:  # a thread has none: it follows its parent's
+                data["permission_overwrites"] = list(self.overwrites)
             data["nsfw"] = False
             data["parent_id"] = str(self.parent_id) if self.parent_id else None
         if self.type == 0:
@@ -146,15 +150,42 @@ class FakeGuild:
             data["user"] = user.payload()
         return data
 
-    def permissions_of(self, user_id: int) -> int:
+    def permissions_of(self, user_id: int, channel: FakeChannel | None = None) -> int:
+        """The member's permissions, computed as Discord does.
+
+        Without ``channel``: the guild-level permissions from their roles. With it: those
+        permissions in that channel, its overwrites applied (@everyone, then the member's roles
+        together, then the member); a thread uses its parent channel's overwrites.
+        """
         if user_id == self.owner_id:
-            return (1 << 53) - 1
+            return ALL_PERMISSIONS
+        roles = self.members.get(user_id, [])
         perms = self.roles[self.id].permissions
-        for role_id in self.members.get(user_id, []):
+        for role_id in roles:
             perms |= self.roles[role_id].permissions
         if perms & PERM_ADMINISTRATOR:
-            return (1 << 53) - 1
+            return ALL_PERMISSIONS
+        if channel is None:
+            return perms
+        if channel.type == 11 and channel.parent_id in self.channels:
+            channel = self.channels[channel.parent_id]
+        by_id = {int(o["id"]): o for o in channel.overwrites}
+        everyone = by_id.get(self.id)
+        if everyone is not None:
+            perms = (perms & ~int(everyone["deny"])) | int(everyone["allow"])
+        allow = deny = 0
+        for role_id in roles:
+            if (o := by_id.get(role_id)) is not None and o["type"] == 0:
+                allow |= int(o["allow"])
+                deny |= int(o["deny"])
+        perms = (perms & ~deny) | allow
+        member = by_id.get(user_id)
+        if member is not None and member["type"] == 1:
+            perms = (perms & ~int(member["deny"])) | int(member["allow"])
         return perms
+
+
+ALL_PERMISSIONS = (1 << 53) - 1
 
 
 @dataclass
@@ -335,6 +366,21 @@ class FakeDiscord:
 
     def add_member(self, guild: FakeGuild, user: FakeUser, roles: list[FakeRole] = ()) -> None:  # type: ignore[assignment]
         guild.members[user.id] = [r.id for r in roles]
+
+    def add_overwrite(
+        self,
+        channel: FakeChannel,
+        target: FakeRole | FakeUser,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+    ) -> None:
+        """A permission overwrite on ``channel`` for a role or a member (before connecting)."""
+        kind = 1 if isinstance(target, FakeUser) else 0
+        channel.overwrites = [o for o in channel.overwrites if int(o["id"]) != target.id]
+        channel.overwrites.append(
+            {"id": str(target.id), "type": kind, "allow": str(allow), "deny": str(deny)}
+        )
 
     def add_channel(
         self,
@@ -661,7 +707,8 @@ class FakeDiscord:
             payload["guild_locale"] = "en-US"
             payload["member"] = {
                 **guild.member_payload(user),
-                "permissions": str(guild.permissions_of(user.id)),
+                # Discord sends the member's permissions in this channel, overwrites included.
+                "permissions": str(guild.permissions_of(user.id, channel)),
             }
         else:
             payload["user"] = user.payload()

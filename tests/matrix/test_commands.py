@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import nio
 import pytest
 
 from tests.fakes.fake_ollama import FakeOllama
-from tests.matrix.conftest import Human, RunningBot, StartBot, eventually
+from tests.matrix.conftest import Human, RunningBot, StartBot, eventually, unique
 
 pytestmark = pytest.mark.synapse
 
@@ -100,3 +101,50 @@ async def test_unknown_command_gets_usage_and_pull_shows_progress_to_the_end(
 
     refused = await member.send(room_id, "!ollabot pull qwen3")
     assert (await command_answer(member, bot, room_id, refused)).startswith("⚠️")
+
+
+async def room_in_space(owner: Human, space: str, invite: tuple[str, ...]) -> str:
+    """A room whose ``m.space.parent`` names ``space``; its creator has power 100."""
+    server = owner.user_id.split(":", 1)[1]
+    response = await owner.client.room_create(
+        name="in a space",
+        invite=invite,
+        initial_state=[
+            {"type": "m.space.parent", "state_key": space, "content": {"via": [server]}}
+        ],
+    )
+    assert isinstance(response, nio.RoomCreateResponse), response
+    return str(response.room_id)
+
+
+async def test_a_space_needs_the_power_level_in_every_room_of_it_or_a_bot_admin(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    alice: Human = new_human()
+    bob: Human = new_human()
+    admin: Human = new_human()
+    bot = await start_bot(bot_admins=[admin.user_id])
+    space = f"!space{unique('s')}:{alice.user_id.split(':', 1)[1]}"
+    # Alice moderates room A (power 100) but not room B (Bob's, where she has power 0).
+    room_a = await room_in_space(alice, space, (bot.user_id, admin.user_id))
+    room_b = await room_in_space(bob, space, (bot.user_id, alice.user_id))
+    await admin.client.join(room_a)
+    await alice.client.join(room_b)
+    await alice.wait_joined(room_a, bot.user_id)
+    await alice.wait_joined(room_a, admin.user_id)
+    await bob.wait_joined(room_b, bot.user_id)
+    await bob.wait_joined(room_b, alice.user_id)
+
+    refused = await alice.send(room_a, "!ollabot model set qwen3 --scope space")
+    text = await command_answer(alice, bot, room_a, refused)
+    assert "needs a moderator of the server" in text
+    allowed = await alice.send(room_a, "!ollabot model set qwen3")
+    assert "now uses `qwen3`" in await command_answer(alice, bot, room_a, allowed)
+
+    by_admin = await admin.send(room_a, "!ollabot model set qwen3 --scope space")
+    assert "now uses `qwen3`" in await command_answer(admin, bot, room_a, by_admin)
+    asked = await bob.send(room_b, "which model?", mention=bot.user_id)
+    await eventually(lambda: bob.replies_to(room_b, bot.user_id, asked))
+    await bot.bot.idle()
+    assert fake_ollama.requests[-1]["model"].startswith("qwen3")
