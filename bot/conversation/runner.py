@@ -44,7 +44,7 @@ from bot.conversation.commands import (
     ToolsDeny,
     ToolsList,
 )
-from bot.conversation.permissions import may_pull, settings_refusal
+from bot.conversation.permissions import SCOPE_WORDS, may_pull, settings_refusal
 from bot.conversation.sessions import SessionManager
 from bot.conversation.settings import (
     EffectiveSettings,
@@ -285,7 +285,7 @@ def _audited(raw: Any) -> Any:
 
 def _scope_word(ctx: CommandContext, kind: ScopeKind) -> str:
     """How the platform names a scope in a sentence ("this channel", "this chat")."""
-    return ctx.room_word if kind is ScopeKind.ROOM else _SCOPE_WORDS[kind]
+    return ctx.room_word if kind is ScopeKind.ROOM else SCOPE_WORDS[kind]
 
 
 def _show(value: Any) -> str:
