@@ -193,13 +193,15 @@ class ConsoleChat:
             finally:
                 await _cancel(refresh)
             pressed_ctrl_c = False
-            if not await self._handle_line(line):
-                return
-            turn_task = self._turn_task
-            if turn_task is not None:
-                with quiet() if quiet is not None else contextlib.nullcontext():
+            # Keys pressed while the bot works are not echoed into what it draws; they wait
+            # for the next prompt.
+            with quiet() if quiet is not None else contextlib.nullcontext():
+                if not await self._handle_line(line):
+                    return
+                turn_task = self._turn_task
+                if turn_task is not None:
                     await asyncio.shield(turn_task)
-                self._turn_task = None
+                    self._turn_task = None
 
     async def _refresh_status(self, redraw: Callable[[], None]) -> None:
         try:

@@ -58,7 +58,7 @@ class RichScreen:
         self._console.print(Text(f"\N{WARNING SIGN} {text}", style="yellow"))
 
     async def progress(self, steps: AsyncIterator[PullProgress]) -> None:
-        """A model pull as progress bars, one per layer, with size, speed and time left."""
+        """A model pull: a bar per layer (size, speed, time left), then how it ended."""
         bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -67,15 +67,18 @@ class RichScreen:
             TimeRemainingColumn(),
             console=self._console,
         )
-        tasks: dict[str, TaskID] = {}
+        layers: dict[str, TaskID] = {}
+        last = ""
         with bars:
             async for step in steps:
                 if step.total:
                     key = step.digest or step.status
-                    if key not in tasks:
-                        tasks[key] = bars.add_task(step.status, total=step.total)
-                    bars.update(tasks[key], completed=step.completed or 0)
+                    if key not in layers:
+                        layers[key] = bars.add_task(step.status, total=step.total)
+                    bars.update(layers[key], completed=step.completed or 0)
                 elif step.status.startswith("error"):
                     bars.console.print(Text(step.status, style="bold red"))
                 else:
-                    bars.console.print(Text(step.status, style="dim"))
+                    last = step.status  # "pulling manifest", "verifying ...", "success"
+        if last:
+            self._console.print(Text(last, style="green" if last == "success" else "dim"))

@@ -29,6 +29,12 @@ __all__ = ["Terminal"]
 COLUMNS, ROWS = 100, 40
 
 
+def _take_the_terminal() -> None:
+    """In the child, in its own session: make the pty its controlling terminal, as a shell
+    does, so that Ctrl-C typed on it sends SIGINT."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     """``python -m ollabot_app ARGS`` on a pseudo-terminal of ``COLUMNS`` x ``ROWS``.
 
@@ -57,6 +63,7 @@ class Terminal:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
+            preexec_fn=_take_the_terminal,
         )
         os.close(slave)
         self._reader = threading.Thread(target=self._read, name="pty-reader", daemon=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.cli.runner import write_config
-from tests.console.terminal import ROWS, Terminal
+from tests.console.terminal import Terminal
 from tests.fakes.fake_ollama import FakeOllama, Reply
 
 ANSWER = (
@@ -32,6 +32,11 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text)
 
 
+def _bottom(screen: str) -> str:
+    """The last line on screen: the status line."""
+    return screen.split("\n")[-1].strip()
+
+
 def _prompt_shows(typed: str) -> Callable[[str], bool]:
     """The prompt's line (the last one starting with ">") reads ``> typed``."""
 
@@ -42,20 +47,32 @@ def _prompt_shows(typed: str) -> Callable[[str], bool]:
     return test
 
 
-async def test_reply_is_rendered_markdown_and_the_status_line_shows_the_chat(
+async def test_reply_is_rendered_markdown_pull_shows_a_bar_and_ctrl_c_stops_a_reply(
     tmp_path: Path, fake_ollama: FakeOllama
 ) -> None:
     config = write_config(tmp_path)
-    fake_ollama.script(Reply(tokens=_words(ANSWER)))
-    term = Terminal(
-        "--config", str(config), "chat", cwd=tmp_path, env={"OLLAMA_HOST": fake_ollama.url}
+    # Spaced out a little so that the reply is drawn over several frames while it streams.
+    fake_ollama.script(
+        Reply(tokens=_words(ANSWER), token_delay=0.01),
+        Reply(tokens=["never"], gate=asyncio.Event()),  # hangs until it is stopped
     )
+    env = {"OLLAMA_HOST": fake_ollama.url}
+    term = Terminal("--config", str(config), "chat", cwd=tmp_path, env=env)
     try:
         await asyncio.to_thread(term.wait_for, _prompt_shows(""))
         term.type("how do I cook?" + ENTER)
         screen = await asyncio.to_thread(term.wait_for, "tokens/s")
-        # The status line at the bottom names the model and the mode.
-        toolbar = await asyncio.to_thread(term.wait_for, lambda s: "balanced" in s.split("\n")[-1])
+        # The status line at the bottom: model, mode, context used of its length, speed.
+        toolbar = await asyncio.to_thread(
+            term.wait_for, lambda s: "balanced" in _bottom(s) and "tokens/s" in _bottom(s)
+        )
+        term.type("/model pull phi3" + ENTER)
+        pulled = await asyncio.to_thread(term.wait_for, "success")
+        term.type("tell me a long story" + ENTER)
+        await fake_ollama.wait_for_requests(2, within=30)
+        term.type("\x03")  # Ctrl-C while the reply is written: stops it, the chat goes on
+        stopped = await asyncio.to_thread(term.wait_for, "stopped")
+        await asyncio.to_thread(term.wait_for, _prompt_shows(""))
         term.type("/quit" + ENTER)
         code = await asyncio.to_thread(term.wait_exit)
     finally:
@@ -75,9 +92,14 @@ async def test_reply_is_rendered_markdown_and_the_status_line_shows_the_chat(
     lines = screen.split("\n")
     row = next(i for i, line in enumerate(lines) if "def cook(pots):" in line)
     assert "for pot in pots:" in lines[row + 1]
-    bottom = toolbar.split("\n")[ROWS - 1 if len(toolbar.split("\n")) >= ROWS else -1]
-    assert "llama3.2" in bottom
-    assert "context" in bottom
+    bottom = _bottom(toolbar)
+    assert bottom.startswith("llama3.2 \u00b7 balanced \u00b7 context ")
+    used = int(re.search(r"context ([\d,]+)/8,192", bottom).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert used > 0
+    assert "2.0/2.0 MB" in pulled  # a progress bar, not lines of text
+    assert "\u2501" in pulled
+    assert "\u23f9 stopped" in stopped
+    assert len(fake_ollama.requests) == 2
 
 
 async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
