@@ -64,11 +64,16 @@ class DiscordBot(discord.Client):
         intents.message_content = True
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(self._on_request_end)
+        shards: dict[str, Any] = {}
+        if isinstance(self, discord.AutoShardedClient):
+            ids = config.shard_ids
+            shards = {"shard_count": config.shard_count, "shard_ids": list(ids) if ids else None}
         super().__init__(
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=config.guild_ready_timeout,
             http_trace=trace,
+            **shards,
         )
         self.runtime = Runtime(engine, config, pacer_for or default_pacers(config))
         self.tree: app_commands.CommandTree[DiscordBot] = app_commands.CommandTree(self)
@@ -103,6 +108,11 @@ class DiscordBot(discord.Client):
         return True
 
     async def on_ready(self) -> None:
+        if isinstance(self, discord.AutoShardedClient):
+            logger.info(
+                "discord shards ready",
+                extra={"shard_ids": sorted(self.shards), "shard_count": self.shard_count},
+            )
         self.ready.set()
         if self.mending is None:
             # Once per process, in the background: the bot answers while old replies are fixed.
@@ -179,6 +189,23 @@ class DiscordBot(discord.Client):
         return None
 
 
+class ShardedDiscordBot(DiscordBot, discord.AutoShardedClient):
+    """The same bot on discord.py's ``AutoShardedClient``: the ``shard_ids`` of ``shard_count``.
+
+    Discord sends each guild's events to one shard only (``(guild_id >> 22) % shard_count``), so
+    processes running different shards see different guilds. Anything two processes could both
+    act on (an event delivered twice by a misconfiguration) is decided by the store's event claim.
+    """
+
+
+def make_bot(
+    engine: Engine, config: DiscordConfig, *, pacer_for: Callable[[int], Pacer] | None = None
+) -> DiscordBot:
+    """A :class:`ShardedDiscordBot` when ``shard_count`` is set, else a :class:`DiscordBot`."""
+    kind = DiscordBot if config.shard_count is None else ShardedDiscordBot
+    return kind(engine, config, pacer_for=pacer_for)
+
+
 @asynccontextmanager
 async def running_bot(
     engine: Engine,
@@ -189,7 +216,7 @@ async def running_bot(
     ready_timeout: float = 30.0,
 ) -> AsyncIterator[DiscordBot]:
     """Start the bot, wait until it is connected and ready, and close it on exit."""
-    bot = DiscordBot(engine, config, pacer_for=pacer_for)
+    bot = make_bot(engine, config, pacer_for=pacer_for)
     task = asyncio.ensure_future(bot.start(token))
     try:
         ready = asyncio.ensure_future(bot.ready.wait())
@@ -221,7 +248,7 @@ async def run_discord(engine: Engine, config: DiscordConfig, token: str) -> None
     Raises:
         ConfigError: Discord refused the token.
     """
-    bot = DiscordBot(engine, config)
+    bot = make_bot(engine, config)
     try:
         async with bot:
             await bot.start(token)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -29,6 +31,9 @@ class DiscordConfig(BaseModel):
             spreading them evenly (with a burst of 1) keeps a streamed reply within a second
             of the model, where a burst of 5 would stall it for the rest of the window.
         edit_burst: Operations a channel may make at once before ``edits_per_second`` applies.
+        shard_count: Run discord.py's ``AutoShardedClient`` with this many shards in total
+            (``None``: one unsharded connection). Several processes can split the shards.
+        shard_ids: The shards this process runs (``None``: all of ``shard_count``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,3 +57,23 @@ class DiscordConfig(BaseModel):
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     edits_per_second: float = Field(default=1.0, gt=0)
     edit_burst: int = Field(default=1, ge=1)
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: tuple[int, ...] | None = None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Self:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the total number of shards)")
+        if not self.shard_ids:
+            raise ValueError("shard_ids must name at least one shard")
+        wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if wrong:
+            raise ValueError(
+                f"shard_ids {wrong} are outside 0..{self.shard_count - 1} (shard_count is "
+                f"{self.shard_count})"
+            )
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self

@@ -267,8 +267,51 @@ class ChannelLimiter:
         return True, self.limit - used, reset_after
 
 
+def _guild_of_event(event: str, data: dict[str, Any]) -> int | None:
+    if event in ("GUILD_CREATE", "GUILD_UPDATE"):
+        return int(data["id"])
+    guild_id = data.get("guild_id")
+    return int(guild_id) if guild_id else None
+
+
+@dataclass
+class GatewaySession:
+    """One gateway session: its shard, its sequence numbers, and (while connected) its socket.
+
+    A session outlives its connection: events for it queue while it is disconnected and are
+    replayed when the client RESUMEs it.
+    """
+
+    id: str
+    shard: tuple[int, int]  # (shard id, shard count)
+    ws: web.WebSocketResponse | None = None
+    seq: int = 0
+    queued: list[dict[str, Any]] = field(default_factory=list)
+
+    def covers(self, guild_id: int | None) -> bool:
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else (guild_id >> 22) % count)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.ws is None:
+            self.queued.append(frame)
+            return
+        self.seq += 1
+        await self.ws.send_str(json.dumps({"op": 0, "s": self.seq, **frame}))
+
+    async def flush(self) -> None:
+        queued, self.queued = self.queued, []
+        for frame in queued:
+            await self.send(frame)
+
+
 class FakeDiscord:
-    """Discord's gateway and REST API on one loopback port. Use as an async context manager."""
+    """Discord's gateway and REST API on one loopback port. Use as an async context manager.
+
+    The gateway shards as Discord does: a client IDENTIFYs with ``shard: [id, count]`` and gets
+    only the guilds (and their events) of that shard, ``(guild_id >> 22) % count``; direct
+    messages go to shard 0. ``GET /gateway/bot`` recommends ``recommended_shards``.
+    """
 
     def __init__(
         self, *, rate_limit: tuple[int, float] | None = None, rate_limit_headers: bool = True
@@ -294,10 +337,13 @@ class FakeDiscord:
         self.rate_limited_count = 0
         self.identifies = 0
         self.resumes = 0
-        self.session_id = "fake-session"
-        self._seq = 0
-        self._ws: web.WebSocketResponse | None = None
-        self._pending: list[dict[str, Any]] = []
+        self.identified_shards: list[tuple[int, int]] = []  # (shard id, count) per IDENTIFY
+        self.recommended_shards = 1  # what GET /gateway/bot answers
+        self.sessions: list[GatewaySession] = []
+        self._session_ids = itertools.count(1)
+        # Events dispatched before any session could take them (the world is built before the
+        # bot connects): each goes to the first session that covers it.
+        self._pending: list[tuple[int | None, dict[str, Any]]] = []
         self._connected = asyncio.Event()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -326,8 +372,9 @@ class FakeDiscord:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        for session in self.sessions:
+            if session.ws is not None:
+                await session.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -350,8 +397,20 @@ class FakeDiscord:
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str = "guild", *, owner: FakeUser | None = None) -> FakeGuild:
+    def add_guild(
+        self,
+        name: str = "guild",
+        *,
+        owner: FakeUser | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> FakeGuild:
+        """A guild; with ``shard=(id, count)``, one whose events go to that shard."""
         gid = self.new_id()
+        if shard is not None:
+            shard_id, count = shard
+            ms = gid >> 22
+            ms -= (ms - shard_id) % count  # an id a few ms older, on the wanted shard
+            gid = (ms << 22) | (gid & 0x3FFFFF)
         owner_id = owner.id if owner else self.new_id()
         guild = FakeGuild(gid, name, owner_id)
         guild.roles[gid] = FakeRole(gid, "@everyone", PERM_DEFAULT, position=0)
@@ -464,29 +523,48 @@ class FakeDiscord:
     # ----- gateway ---------------------------------------------------------------------------
 
     async def wait_connected(self, within: float = 5.0) -> None:
+        """Wait until some gateway session is connected."""
         await asyncio.wait_for(self._connected.wait(), within)
 
+    def connected_shards(self) -> list[tuple[int, int]]:
+        """The (shard id, count) of every connected session, in the order they identified."""
+        return [s.shard for s in self.sessions if s.ws is not None]
+
+    async def wait_shard(self, shard_id: int, count: int, within: float = 5.0) -> None:
+        """Wait until a session for shard ``shard_id`` of ``count`` is connected."""
+        await self.wait_for(lambda: (shard_id, count) in self.connected_shards(), within)
+
     async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the gateway connection with a resumable code; the client must RESUME."""
-        ws = self._ws
+        """Close every gateway connection with a resumable code; the clients must RESUME."""
         self._connected.clear()
-        self._ws = None
-        if ws is not None:
-            await ws.close(code=code)
+        for session in self.sessions:
+            ws, session.ws = session.ws, None
+            if ws is not None:
+                await ws.close(code=code)
+
+    def shard_of(self, guild_id: int | None, count: int) -> int:
+        """The shard Discord sends a guild's events to; direct messages go to shard 0."""
+        return 0 if guild_id is None else (guild_id >> 22) % count
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH; queued while disconnected and replayed after RESUMED."""
-        self._seq += 1
-        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        if self._ws is None or not self._connected.is_set():
-            self._pending.append(frame)
+        """Send a DISPATCH to every session whose shard covers its guild, as Discord does.
+
+        A session that is disconnected gets it after it RESUMEs; a new session (IDENTIFY) never
+        gets what was sent before it. Before any session covers the guild, it waits for the first.
+        """
+        guild_id = _guild_of_event(event, data)
+        targets = [s for s in self.sessions if s.covers(guild_id)]
+        if not targets:
+            self._pending.append((guild_id, {"t": event, "d": data}))
             return
-        await self._ws.send_str(json.dumps(frame))
+        for session in targets:
+            await session.send({"t": event, "d": data})
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        session: GatewaySession | None = None
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 break
@@ -496,47 +574,58 @@ class FakeDiscord:
                 await ws.send_str(json.dumps({"op": 11}))
             elif op == 2:
                 self.identifies += 1
-                self._ws = ws
-                await self._send_ready(ws)
+                shard_id, count = frame["d"].get("shard") or (0, 1)
+                self.identified_shards.append((shard_id, count))
+                session = GatewaySession(
+                    f"fake-session-{next(self._session_ids)}", (shard_id, count)
+                )
+                self.sessions.append(session)
+                await self._send_ready(session, ws)
             elif op == 6:
                 d = frame["d"]
-                if d.get("session_id") != self.session_id:
+                found = [s for s in self.sessions if s.id == d.get("session_id")]
+                if not found:
                     await ws.send_str(json.dumps({"op": 9, "d": False}))
                     continue
+                session = found[0]
                 self.resumes += 1
-                self._ws = ws
-                self._seq += 1
-                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
-                await self._flush_pending(ws)
-        if self._ws is ws:
-            self._ws = None
-            self._connected.clear()
+                session.ws = ws
+                await session.send({"t": "RESUMED", "d": {}})
+                await session.flush()
+                self._connected.set()
+                await self._notify()
+        if session is not None and session.ws is ws:
+            session.ws = None
+            if not any(s.ws is not None for s in self.sessions):
+                self._connected.clear()
+            await self._notify()
         return ws
 
-    async def _send_ready(self, ws: web.WebSocketResponse) -> None:
-        self._seq += 1
+    async def _send_ready(self, session: GatewaySession, ws: web.WebSocketResponse) -> None:
+        guilds = [g for g in self.guilds.values() if session.covers(g.id)]
         ready = {
             "v": 10,
             "user": self.bot_user.payload(),
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-            "session_id": self.session_id,
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+            "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
+            "shard": list(session.shard),
         }
-        await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": self._seq, "d": ready}))
-        for guild in self.guilds.values():
-            self._seq += 1
-            frame = {"op": 0, "t": "GUILD_CREATE", "s": self._seq, "d": self._guild_payload(guild)}
-            await ws.send_str(json.dumps(frame))
-        await self._flush_pending(ws)
-
-    async def _flush_pending(self, ws: web.WebSocketResponse) -> None:
+        session.ws = ws
+        await session.send({"t": "READY", "d": ready})
+        for guild in guilds:
+            await session.send({"t": "GUILD_CREATE", "d": self._guild_payload(guild)})
+        waiting, self._pending = self._pending, []
+        for guild_id, frame in waiting:
+            if session.covers(guild_id):
+                await session.send(frame)
+            else:
+                self._pending.append((guild_id, frame))
         self._connected.set()
-        pending, self._pending = self._pending, []
-        for frame in pending:
-            await ws.send_str(json.dumps(frame))
+        await self._notify()
 
     def _guild_payload(self, guild: FakeGuild) -> dict[str, Any]:
         chans = [c for c in guild.channels.values() if c.type != 11]
@@ -762,6 +851,15 @@ class FakeDiscord:
             return _json(self.bot_user.payload())
         if p == ["oauth2", "applications", "@me"]:
             return _json(self._application())
+        if p == ["gateway", "bot"] and m == "GET":
+            limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+            return _json(
+                {
+                    "url": self.gateway_url,
+                    "shards": self.recommended_shards,
+                    "session_start_limit": limit,
+                }
+            )
         if p[:1] == ["applications"]:
             return self._commands(m, p, body)
         if p[:1] == ["interactions"] and p[-1] == "callback":
