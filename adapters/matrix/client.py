@@ -30,7 +30,7 @@ from adapters.matrix.mending import mend_cut_replies
 from adapters.matrix.replies import PLATFORM, Replier
 from adapters.matrix.undecryptable import Undecryptable
 from adapters.matrix.verification import Verifier
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError, LeaseHeld, StoreError
 
 if TYPE_CHECKING:
     from bot.conversation.engine import Engine
@@ -128,13 +128,39 @@ class MatrixBot:
         # A new device publishes its identity and one-time keys before anyone needs them.
         await self.client.upkeep()
 
+    @property
+    def sync_lease(self) -> str:
+        """The lease that lets one process per database sync this account."""
+        return f"matrix-sync:{self.config.user_id}"
+
+    async def _take_sync_lease(self) -> None:
+        """Be the one process syncing this account against this database, or say who is.
+
+        Raises:
+            ConfigError: Another running process syncs the account.
+        """
+        try:
+            await self.engine.store.acquire_lease(self.sync_lease)
+        except LeaseHeld as held:
+            raise ConfigError(
+                f"Not starting Matrix: another ollabot process already syncs "
+                f"{self.config.user_id} against this database (instance '{held.instance}', "
+                f"pid {held.pid} on {held.host}, since {held.since:%Y-%m-%d %H:%M:%S} UTC). "
+                "Matrix has one syncing process per account: two would each receive every "
+                "message and share one sync token and device. Stop that process, or remove "
+                "[matrix] from this one's config (run Discord shards without it).",
+                key="matrix",
+            ) from held
+
     async def start(self) -> None:
-        """Log in, run the first sync (so the bot knows its rooms), then keep syncing."""
+        """Take the account's sync lease, log in, run the first sync, then keep syncing."""
+        await self._take_sync_lease()
         try:
             await self.login()
             await self._sync_once(first=True)
         except BaseException:
             await self.client.close()
+            await self._release_sync_lease()
             raise
         self._first_sync.set()
         self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
@@ -160,6 +186,14 @@ class MatrixBot:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.close()
+        await self._release_sync_lease()
+
+    async def _release_sync_lease(self) -> None:
+        try:
+            await self.engine.store.release_lease(self.sync_lease)
+        except StoreError as err:
+            # The lease dies with this process anyway; the next start takes it over.
+            log.warning("could not release the Matrix sync lease: %s", err.detail)
 
     async def __aenter__(self) -> MatrixBot:
         await self.start()

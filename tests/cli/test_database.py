@@ -8,6 +8,8 @@ store.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -160,3 +162,25 @@ async def test_migrate_copies_everything_verifies_counts_and_refuses_a_full_targ
     assert forced.code == 0, forced.output
     async with PostgresStore(postgres_url) as again:
         assert await again.count_rows("messages") == 2
+
+
+async def test_run_refuses_a_second_matrix_sync_of_one_account_on_one_database(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    matrix = '[matrix]\nhomeserver = "http://127.0.0.1:9"\nuser_id = "@bot:example.org"\n'
+    config = write_config(tmp_path, matrix)
+    env = {
+        "OLLABOT_DATABASE_URL": postgres_url,
+        "MATRIX_ACCESS_TOKEN": "token",
+        "OLLAMA_HOST": "127.0.0.1:9",
+    }
+    # This test process plays the Matrix process that is already running.
+    async with PostgresStore(postgres_url, instance="matrix") as running:
+        await running.acquire_lease("matrix-sync:@bot:example.org")
+        result = await run_ollabot("--config", str(config), "run", cwd=tmp_path, env=env)
+    assert result.code == 2, result.output
+    assert (
+        "Not starting Matrix: another ollabot process already syncs @bot:example.org against "
+        f"this database (instance 'matrix', pid {os.getpid()} on {socket.gethostname()}"
+    ) in result.stderr
+    assert "one syncing process per account" in result.stderr
