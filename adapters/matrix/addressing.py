@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from adapters.matrix.media import MEDIA_TYPES, Media, parse_media
+
 __all__ = ["Facts", "Incoming", "Reason", "addressed", "parse_message", "strip_mention"]
 
 
@@ -37,7 +39,8 @@ class Incoming:
         thread_root: The thread root when the message is in a thread.
         reply_to: The event it really replies to (not a thread's fallback reply).
         is_edit: An ``m.replace`` edit (never answered: the original was).
-        msgtype: ``m.text``, ``m.notice``, ``m.emote``...
+        msgtype: ``m.text``, ``m.notice``, ``m.emote``, ``m.image``, ``m.file``...
+        media: The file of an ``m.image``/``m.file`` message (then ``body`` is its caption).
     """
 
     event_id: str
@@ -49,6 +52,7 @@ class Incoming:
     reply_to: str | None
     is_edit: bool
     msgtype: str
+    media: Media | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,12 @@ def parse_message(source: dict[str, Any]) -> Incoming | None:
     body: str = content["body"]
     if reply_to is not None:
         body = _strip_reply_fallback(body)
+    media = None
+    if content.get("msgtype") in MEDIA_TYPES:
+        parsed = parse_media(content)
+        if parsed is None:
+            return None  # a file message without a usable file
+        media, body = parsed
     formatted = content.get("formatted_body")
     return Incoming(
         event_id=str(source.get("event_id", "")),
@@ -107,6 +117,7 @@ def parse_message(source: dict[str, Any]) -> Incoming | None:
         reply_to=reply_to if isinstance(reply_to, str) else None,
         is_edit=rel_type == "m.replace",
         msgtype=str(content.get("msgtype", "")),
+        media=media,
     )
 
 
@@ -131,7 +142,7 @@ def addressed(message: Incoming, facts: Facts) -> Reason | None:
 
     The caller has already dropped the bot's own messages and ignored users.
     """
-    if message.is_edit or message.msgtype not in {"m.text", "m.emote"}:
+    if message.is_edit or message.msgtype not in {"m.text", "m.emote", *MEDIA_TYPES}:
         return None
     if facts.bot_user_id in message.mentioned_user_ids or _mentions_in_text(message, facts):
         return Reason.MENTION

@@ -42,6 +42,7 @@ class MatrixConfig(BaseModel):
         max_rate_limit_retries: How many 429s matrix-nio may retry by itself per request.
             0: a 429 comes straight back and the streamer decides (it coalesces newer text).
         max_timeout_retries: How many connection timeouts matrix-nio retries per request.
+        max_attachment_bytes: Larger files (``m.image``, ``m.file``) are left out, with a note.
         encryption: Read and answer end-to-end encrypted rooms (needs ``matrix-nio[e2e]``).
         crypto_store: Directory of the encryption keys (olm account, sessions, room keys, device
             list), one SQLite file per device. Losing it loses the ability to read encrypted
@@ -73,6 +74,7 @@ class MatrixConfig(BaseModel):
     sync_timeout_ms: int = Field(default=30_000, ge=0)
     max_rate_limit_retries: int = Field(default=0, ge=0, le=5)
     max_timeout_retries: int = Field(default=3, ge=0, le=20)
+    max_attachment_bytes: int = Field(default=512 * 1024, ge=0)
     encryption: bool = True
     crypto_store: Path | None = None
     device_trust: Literal["tofu", "all", "verified"] = "tofu"

@@ -17,6 +17,7 @@ from cachetools import LRUCache
 
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.media import fetch_media
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
 from bot.conversation.commands import (
     CommandContext,
@@ -28,7 +29,7 @@ from bot.conversation.commands import (
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
-from bot.turn import Author, ScopeKind, SessionKey, Turn
+from bot.turn import Attachment, Author, ScopeKind, SessionKey, Turn
 
 if TYPE_CHECKING:
     from bot.conversation.engine import Engine
@@ -293,15 +294,24 @@ class Replier:
             await self._remember_thread(room_id, root)
         sender = RoomSender(self.client, room_id, message.event_id, root)
         author = self._author(room_id, message.sender)
+        attachments: tuple[Attachment, ...] = ()
+        if message.media is not None and chain_task is None:
+            attachment, note = await fetch_media(
+                self.client, message.media, self.config.max_attachment_bytes
+            )
+            if note is not None:
+                await self._post(sender, note, msgtype="m.notice")
+            attachments = (attachment,) if attachment is not None else ()
+        text = strip_mention(message.body, self.config.user_id, display)
+        if not text and attachments:
+            # A file sent without words still asks for something: say what it is.
+            text = "Please look at the attached file."
         turn = Turn(
             key=key,
             author=author,
-            text=(
-                chain_task
-                if chain_task is not None
-                else strip_mention(message.body, self.config.user_id, display)
-            ),
+            text=chain_task if chain_task is not None else text,
             server=self.space_of(room_id),
+            attachments=attachments,
             event_id=message.event_id,
             chain=chain_task is not None,
         )

@@ -9,6 +9,7 @@ known to be encrypted. Everything the device decrypted is kept per room, in orde
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,25 @@ class CryptoHuman:
                 "is_falling_back": True,
                 "m.in_reply_to": {"event_id": thread_root},
             }
+        response = await self.client.room_send(
+            room_id, "m.room.message", content, ignore_unverified_devices=True
+        )
+        assert isinstance(response, nio.RoomSendResponse), response
+        return str(response.event_id)
+
+    async def send_file(self, room_id: str, name: str, data: bytes, mimetype: str) -> str:
+        """Send a file the way Element does in an encrypted room: the file itself encrypted."""
+        upload, keys = await self.client.upload(
+            io.BytesIO(data), content_type=mimetype, filename=name, encrypt=True, filesize=len(data)
+        )
+        assert isinstance(upload, nio.UploadResponse), upload
+        assert keys is not None
+        content = {
+            "msgtype": "m.file",
+            "body": name,
+            "info": {"mimetype": mimetype, "size": len(data)},
+            "file": {**keys, "url": upload.content_uri},
+        }
         response = await self.client.room_send(
             room_id, "m.room.message", content, ignore_unverified_devices=True
         )

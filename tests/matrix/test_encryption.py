@@ -159,6 +159,24 @@ async def test_encrypted_stop_reaction_stops_a_streaming_reply(
     assert "t1999" not in shown
 
 
+async def test_encrypted_file_is_downloaded_decrypted_and_read_by_the_model(
+    person: NewPerson, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    human = person()
+    bot = await start_bot(**LIFTED)
+    room_id = await encrypted_dm(human, bot)
+    notes = "ingredients: flour, water, salt\n"
+
+    asked = await human.send_file(room_id, "recipe.txt", notes.encode(), "text/plain")
+    [reply] = await answered(human, bot, room_id, asked)
+
+    prompt = fake_ollama.requests[-1]["messages"][-1]["content"]
+    assert prompt.startswith("Please look at the attached file.")
+    assert "Attached file `recipe.txt`" in prompt
+    assert notes.strip() in prompt
+    assert human.shown(room_id, bot.user_id, reply).startswith("echo: Please look")
+
+
 async def test_undecryptable_message_gets_one_notice_and_a_late_key_one_answer(
     person: NewPerson, start_bot: StartBot
 ) -> None:
