@@ -96,7 +96,8 @@ def test_file_with_a_caption_in_a_direct_room_is_addressed_with_the_caption_as_t
     file = {"url": "mxc://s/abc", "key": {"k": "K"}, "iv": "IV", "hashes": {"sha256": "H"}}
     source = event("what is in here?", msgtype="m.file", filename="notes.md", file=file)
     message = parse_message(source)
-    assert message is not None and message.media is not None
+    assert message is not None
+    assert message.media is not None
     assert message.body == "what is in here?"
     assert (message.media.filename, message.media.mimetype) == ("notes.md", "text/markdown")
     assert message.media.key == ("K", "IV", "H")
@@ -107,7 +108,10 @@ def test_image_without_caption_has_no_text_and_a_file_without_a_usable_url_is_dr
     image = parse_message(
         event("cat.png", msgtype="m.image", url="mxc://s/cat", info={"mimetype": "image/png"})
     )
-    assert image is not None and image.media is not None
-    assert image.body == "" and image.media.key is None and image.media.mimetype == "image/png"
+    assert image is not None
+    assert image.media is not None
+    assert image.body == ""
+    assert image.media.key is None
+    assert image.media.mimetype == "image/png"
     assert parse_message(event("x.txt", msgtype="m.file", url="https://evil.example/x")) is None
     assert parse_message(event("x.txt", msgtype="m.file", file={"url": "mxc://s/x"})) is None
