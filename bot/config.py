@@ -152,6 +152,7 @@ class StorageConfig(_Frozen):
     url: SecretStr | None = None
     instance: str | None = Field(default=None, min_length=1, max_length=100)
     pool_size: int = Field(default=10, ge=1, le=100)
+    retention_days: float = Field(default=90.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -84,10 +84,19 @@ def _check_storage(path: Path, out: TextIO) -> bool:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if os.access(existing, os.W_OK):
-        _line(out, OK, "storage", f"{path} is writable")
+        _line(out, OK, "storage", f"{path} is writable{_database_size(path)}")
         return True
     _line(out, BAD, "storage", f"cannot write to {existing} (storage.path is {path})")
     return False
+
+
+def _database_size(path: Path) -> str:
+    """How big the database is (the file and its write-ahead log), for the storage line."""
+    files = [path, path.with_name(path.name + "-wal")]
+    size = sum(f.stat().st_size for f in files if f.exists())
+    if not path.exists():
+        return " (no database yet)"
+    return f" (database {size / 1e6:.1f} MB)" if size >= 100_000 else f" (database {size:,} bytes)"
 
 
 async def _check_ollama(config: BotConfig, out: TextIO) -> bool:

@@ -10,7 +10,7 @@ from bot.store.port import Store
 
 logger = logging.getLogger(__name__)
 
-_PREFIX = "discord:chain:"
+CHAIN_STATE_PREFIX = "discord:chain:"
 
 
 class ReplyChains:
@@ -27,7 +27,7 @@ class ReplyChains:
     async def root_of(self, message_id: int | str) -> str | None:
         """The root of the chain ``message_id`` belongs to; ``None`` if it is in none."""
         try:
-            return await self._store.get_state(f"{_PREFIX}{message_id}")
+            return await self._store.get_state(f"{CHAIN_STATE_PREFIX}{message_id}")
         except StoreError as err:
             logger.warning("reply chain lookup failed", extra={"detail": err.detail})
             return None
@@ -36,7 +36,7 @@ class ReplyChains:
         """Record that ``message_ids`` belong to the chain rooted at ``root``."""
         try:
             for message_id in message_ids:
-                await self._store.set_state(f"{_PREFIX}{message_id}", root)
+                await self._store.set_state(f"{CHAIN_STATE_PREFIX}{message_id}", root)
         except StoreError as err:
             logger.warning("reply chain not recorded", extra={"detail": err.detail})
 

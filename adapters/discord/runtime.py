@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from adapters.discord.access import AccessPolicy
-from adapters.discord.chains import ReplyChains
+from adapters.discord.chains import CHAIN_STATE_PREFIX, ReplyChains
 from adapters.discord.config import DiscordConfig
 from bot.conversation.engine import Engine
 from bot.reply.streamer import Pacer
@@ -52,6 +52,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.policy = AccessPolicy(self.config)
         self.chains = ReplyChains(self.engine.store)
+        self.engine.retention.prune_state_under(CHAIN_STATE_PREFIX)
 
     @contextmanager
     def replying(self) -> Iterator[None]:

@@ -77,6 +77,9 @@ class Replier:
         self.client = client
         self.engine = engine
         self.config = config
+        # Thread and direct-room flags are caches: a thread idle past the retention is forgotten.
+        for kind in ("thread", "direct"):
+            engine.retention.prune_state_under(self._state_key(kind) + ":")
         self._spawn = spawn
         self._pacer: Pacer = TokenBucketPacer(
             rate=config.messages_per_second, burst=config.message_burst

@@ -29,6 +29,7 @@ from bot.conversation.history import (
     prompt_budget,
     trim_to_budget,
 )
+from bot.conversation.retention import Retention
 from bot.conversation.runner import CommandRunner
 from bot.conversation.sessions import SessionManager, Ticket
 from bot.conversation.settings import EffectiveSettings, SettingsResolver
@@ -142,6 +143,7 @@ class Engine:
             ),
         )
         self._cut_replies: list[CutReply] = []
+        self.retention = Retention(store, days=self.config.storage.retention_days)
         self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -161,6 +163,7 @@ class Engine:
             logger.warning(
                 "marked replies cut by a crash as interrupted", extra={"count": len(cut)}
             )
+        await self.retention.start()
 
     async def mend_cut_replies(
         self,
@@ -207,6 +210,7 @@ class Engine:
                 task.cancel()
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
+        await self.retention.close()
         try:
             if self.mcp is not None:
                 await self.mcp.close()

@@ -203,6 +203,15 @@ class Store(Protocol):
         """Forget a claim whose event was never answered (cancelled while it waited)."""
         ...
 
+    async def prune(self, older_than: datetime, state_prefixes: Sequence[str] = ()) -> int:
+        """Delete what only matters for a while; returns how many rows went.
+
+        Event claims made before ``older_than`` (platforms do not redeliver events that old),
+        and adapter state under one of ``state_prefixes`` last written before it. Messages,
+        settings and the audit log are kept.
+        """
+        ...
+
     async def get_settings(self, scope: Scope) -> dict[str, Any]: ...
 
     async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:

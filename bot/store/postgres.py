@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bot.errors import StoreError
@@ -295,6 +296,21 @@ class PostgresStore(PostgresDatabase):
                 "DELETE FROM events WHERE platform = $1 AND event_id = $2", platform, event_id
             )
 
+    async def prune(self, older_than: datetime, state_prefixes: Sequence[str] = ()) -> int:
+        """Delete event claims, and adapter state under ``state_prefixes``, older than a time."""
+        async with self.op("prune") as conn:
+            result = await conn.execute("DELETE FROM events WHERE created_at < $1", older_than)
+            deleted = _count(result)
+            for prefix in state_prefixes:
+                result = await conn.execute(
+                    "DELETE FROM state WHERE left(key, $1) = $2 AND updated_at < $3",
+                    len(prefix),
+                    prefix,
+                    older_than,
+                )
+                deleted += _count(result)
+        return deleted
+
     # Settings and audit
 
     async def get_settings(self, scope: Scope) -> dict[str, Any]:
@@ -438,3 +454,8 @@ class PostgresStore(PostgresDatabase):
                 value,
                 now(),
             )
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as ``"DELETE 3"``."""
+    return int(status.rsplit(" ", 1)[-1])

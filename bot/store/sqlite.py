@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,19 @@ class SqliteStore(SqliteDatabase):
             await run(
                 db, "DELETE FROM events WHERE platform = ? AND event_id = ?", (platform, event_id)
             )
+
+    async def prune(self, older_than: datetime, state_prefixes: Sequence[str] = ()) -> int:
+        """Delete event claims, and adapter state under ``state_prefixes``, older than a time."""
+        cutoff = older_than.astimezone(UTC).isoformat()
+        async with self._op("prune") as db:
+            deleted = await run(db, "DELETE FROM events WHERE created_at < ?", (cutoff,))
+            for prefix in state_prefixes:
+                deleted += await run(
+                    db,
+                    "DELETE FROM state WHERE substr(key, 1, ?) = ? AND updated_at < ?",
+                    (len(prefix), prefix, cutoff),
+                )
+        return deleted
 
     # Leases
 

@@ -128,3 +128,14 @@ async def test_check_reports_matrix_encryption_device_and_crypto_store(
     assert "[!!] matrix encryption: device BOTDEVICE: crypto store" in broken.stdout
     assert "not readable" in broken.stdout
     assert SECRET not in before.output + after.output + broken.output
+
+
+async def test_check_shows_the_database_size(tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    config = write_config(tmp_path)
+    env = {"OLLAMA_HOST": fake_ollama.url}
+    before = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+    assert "is writable (no database yet)" in before.stdout
+    (tmp_path / "ollabot.db").write_bytes(b"\0" * 2_500_000)
+    (tmp_path / "ollabot.db-wal").write_bytes(b"\0" * 500_000)
+    after = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+    assert "is writable (database 3.0 MB)" in after.stdout

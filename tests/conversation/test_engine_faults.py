@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,28 @@ async def test_a_notice_the_platform_refuses_does_not_end_the_turn(
         result = await second
     assert result.outcome is Outcome.COMPLETE
     assert surface.texts[-1].startswith("echo: two")
+
+
+async def test_old_event_claims_are_pruned_at_start_up_within_the_configured_retention(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.db"
+    config = make_config(fake_ollama, db, storage={"retention_days": 30})
+    async with make_engine(config) as engine:
+        for event in ("old", "recent", "new"):
+            await engine.handle_turn(turn(event, event_id=event), FakeSurface())
+    aged = {"old": datetime(2000, 1, 1, tzinfo=UTC), "recent": datetime.now(UTC) - timedelta(29)}
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            for event, when in aged.items():
+                conn.execute(
+                    "UPDATE events SET created_at = ? WHERE event_id = ?", (when.isoformat(), event)
+                )
+        async with make_engine(config) as engine:
+            left = [e for (e,) in conn.execute("SELECT event_id FROM events ORDER BY event_id")]
+            assert left == ["new", "recent"]
+            # The pruning goes on while the bot runs; the store is still usable after it.
+            assert await engine.retention.prune() == 0
+    finally:
+        conn.close()

@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -360,6 +361,26 @@ async def test_claim_event_succeeds_once_also_across_restarts(make_store: MakeSt
         assert await second.claim_event("matrix", "$event2") is True
     finally:
         await second.close()
+
+
+async def test_prune_deletes_old_claims_and_old_state_under_the_given_prefixes_only(
+    make_store: MakeStore,
+) -> None:
+    store = await _reopened(make_store)
+    try:
+        assert await store.claim_event("matrix", "$old")
+        for key in ("discord:chain:1", "discord:chain:2", "matrix:@bot:sync", "other:1"):
+            await store.set_state(key, "v")
+        # Nothing is older than a day ago: nothing goes.
+        assert await store.prune(datetime.now(UTC) - timedelta(days=1), ["discord:chain:"]) == 0
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        assert await store.prune(later, ["discord:chain:", "other:"]) == 4
+        assert await store.claim_event("matrix", "$old") is True  # forgotten
+        assert await store.get_state("discord:chain:1") is None
+        assert await store.get_state("other:1") is None
+        assert await store.get_state("matrix:@bot:sync") == "v"  # not under a prefix: kept
+    finally:
+        await store.close()
 
 
 async def test_a_released_claim_can_be_claimed_again(make_store: MakeStore) -> None:
