@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 from typing import Any, Literal
@@ -38,6 +39,11 @@ from bot.conversation.commands import (
     SystemSet,
     SystemShow,
     ThinkSet,
+    ToolCallsView,
+    ToolsAllow,
+    ToolsCalls,
+    ToolsDeny,
+    ToolsList,
     render_progress_bar,
 )
 from bot.store.port import ScopeKind
@@ -123,6 +129,10 @@ class Commands:
             return
         task = asyncio.ensure_future(self._rt.engine.execute(ctx, command))
         done, _ = await asyncio.wait({task}, timeout=QUICK)
+        view = task.result() if done else None
+        if isinstance(view, ToolCallsView) and view.calls:
+            await self._send_calls(interaction, view)
+            return
         if done:
             result = task.result()
             await interaction.response.send_message(
@@ -142,6 +152,16 @@ class Commands:
                 )
         if isinstance(result, PullView) and result.progress is not None:
             await self._show_pull(interaction, result)
+
+    async def _send_calls(self, interaction: Interaction, view: ToolCallsView) -> None:
+        """Tool calls and results: untrusted and long, so an attached file, only to the asker."""
+        data = io.BytesIO(view.as_text().encode("utf-8"))
+        await interaction.response.send_message(
+            f"**{view.title}** (attached)",
+            file=discord.File(data, filename="tool-calls.txt"),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
 
     async def _stop_channel(self, interaction: Interaction, ctx: CommandContext) -> None:
         """``/stop`` in a channel stops the replies its author asked for; a moderator's, all."""
@@ -334,6 +354,32 @@ class Commands:
             await run(interaction, ContextSet(None, _scope(scope)))
 
         tree.add_command(context)
+
+        tools = app_commands.Group(name="tools", description="The tools the model may use here")
+
+        @tools.command(name="list", description="The tools here, allowed or not")
+        async def tools_list(interaction: Interaction) -> None:
+            await run(interaction, ToolsList())
+
+        @tools.command(name="calls", description="The last reply's tool calls, as a file")
+        async def tools_calls(interaction: Interaction) -> None:
+            await run(interaction, ToolsCalls())
+
+        @tools.command(name="allow", description="Let the model use a tool here (moderators)")
+        @app_commands.describe(tool="server.tool, or server.* for all", scope="Where it applies")
+        async def tools_allow(
+            interaction: Interaction, tool: str, scope: ScopeChoice | None = None
+        ) -> None:
+            await run(interaction, ToolsAllow(tool, _scope(scope)))
+
+        @tools.command(name="deny", description="Take a tool away here (moderators)")
+        @app_commands.describe(tool="server.tool, or server.* for all", scope="Where it applies")
+        async def tools_deny(
+            interaction: Interaction, tool: str, scope: ScopeChoice | None = None
+        ) -> None:
+            await run(interaction, ToolsDeny(tool, _scope(scope)))
+
+        tree.add_command(tools)
 
         @tree.command(name="think", description="Let thinking models think first (moderators)")
         async def think_cmd(

@@ -98,7 +98,11 @@ class CallLines:
 
 
 class LastCalls:
-    """The tool calls of the last reply that used tools, per conversation (the newest few)."""
+    """The tool calls of the last reply that used tools, per conversation (the newest few).
+
+    Also kept per room: a reply chain in a channel is its own conversation, but ``tools calls``
+    issued in the channel should find it.
+    """
 
     def __init__(self, keep: int = 256) -> None:
         self._keep = keep
@@ -107,8 +111,9 @@ class LastCalls:
     def remember(self, key: SessionKey, calls: Sequence[ToolCallRecord]) -> None:
         if not calls:
             return
-        self._calls[key] = tuple(calls)
-        self._calls.move_to_end(key)
+        for where in {key, SessionKey(key.platform, key.room)}:
+            self._calls[where] = tuple(calls)
+            self._calls.move_to_end(where)
         while len(self._calls) > self._keep:
             self._calls.popitem(last=False)
 

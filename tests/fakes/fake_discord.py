@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 DISCORD_EPOCH_MS = 1420070400000
 MAX_CONTENT = 2000
@@ -834,6 +834,8 @@ class FakeDiscord:
         body: dict[str, Any] = {}
         if request.can_read_body and request.content_type == "application/json":
             body = await request.json()
+        elif request.can_read_body and request.content_type == "multipart/form-data":
+            body = await _multipart(request)
         is_webhook = parts[:1] in (["webhooks"], ["interactions"])
         auth = request.headers.get("Authorization", "")
         if not is_webhook and self.valid_token is not None and auth != f"Bot {self.valid_token}":
@@ -951,6 +953,10 @@ class FakeDiscord:
             reference_id=int(ref["message_id"]) if ref.get("message_id") else None,
             interaction_token=token,
         )
+        for filename, data in body.get("_uploads") or ():
+            att_id = self.new_id()
+            self.attachment_data[att_id] = (filename, "text/plain", data)
+            msg.attachments.append({"id": str(att_id), "filename": filename, "size": len(data)})
         msg.history.append(Edit(time.monotonic(), content, msg.allowed_mentions))
         self.messages[msg.id] = msg
         return msg
@@ -1027,6 +1033,8 @@ class FakeDiscord:
             )
         kind = int(body["type"])
         data = body.get("data") or {}
+        if body.get("_uploads"):
+            data = {**data, "_uploads": body["_uploads"]}
         inter.callback_type = kind
         inter.callback_data = data
         result: dict[str, Any] = {
@@ -1117,3 +1125,19 @@ def pointed_at(fake: FakeDiscord) -> Any:
     finally:
         discord.http.Route.BASE = old_base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+
+
+async def _multipart(request: web.Request) -> dict[str, Any]:
+    """A multipart upload (message with files) as its ``payload_json`` plus ``_uploads``:
+    ``(filename, bytes)`` for each file part."""
+    body: dict[str, Any] = {}
+    uploads: list[tuple[str, bytes]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, BodyPartReader)
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        elif part.filename:
+            uploads.append((part.filename, bytes(await part.read())))
+    body["_uploads"] = uploads
+    return body
