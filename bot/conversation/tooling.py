@@ -18,7 +18,6 @@ from bot.config import BotConfig
 from bot.conversation.commands import (
     CommandContext,
     CommandResult,
-    Refusal,
     ToolCallsView,
     ToolRow,
     ToolsAllow,
@@ -28,6 +27,7 @@ from bot.conversation.commands import (
     ToolsView,
     call_outcome,
 )
+from bot.conversation.permissions import SCOPE_WORDS, settings_refusal
 from bot.conversation.settings import target_scope
 from bot.conversation.tool_rules import TOOLS_KEY, check_pattern, load_rules
 from bot.model.mcp import McpServerSpec
@@ -40,7 +40,6 @@ __all__ = ["CallLines", "LastCalls", "ToolCommands", "hub_specs"]
 
 logger = logging.getLogger(__name__)
 
-_SCOPE_WORDS = {ScopeKind.SERVER: "server", ScopeKind.ROOM: "channel", ScopeKind.THREAD: "thread"}
 LINE_ARGS_CHARS = 80
 LINE_ERROR_CHARS = 120
 
@@ -172,10 +171,11 @@ class ToolCommands:
         self, ctx: CommandContext, name: str, scope_kind: ScopeKind | None, *, allow: bool
     ) -> CommandResult:
         scope = target_scope(ctx.key, ctx.server, scope_kind)
-        where = _SCOPE_WORDS[scope.kind]
+        where = ctx.room_word if scope.kind is ScopeKind.ROOM else SCOPE_WORDS[scope.kind]
         current = (await self._store.get_settings(scope)).get(TOOLS_KEY)
         old = dict(current) if isinstance(current, dict) else {}
-        if not ctx.author.is_moderator:
+        refusal = settings_refusal(ctx.author, scope.kind, TOOLS_KEY, where)
+        if refusal is not None:
             # Audited before the name is checked, so that every attempt is on record.
             await self._store.audit(
                 scope,
@@ -190,10 +190,7 @@ class ToolCommands:
                 "refused a non-moderator",
                 extra={"actor": ctx.author.id, "key": TOOLS_KEY, "scope": str(scope)},
             )
-            return Refusal(
-                "Only moderators can choose the tools",
-                f"Changing the tools of this {where} needs a moderator. Nothing was changed.",
-            )
+            return refusal
         builtins = [e.qualified for e in self._toolbox.entries() if e.server is None]
         pattern = check_pattern(name, builtins=builtins, servers=self._toolbox.servers)
         new = {**old, pattern: allow}
