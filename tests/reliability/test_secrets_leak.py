@@ -11,6 +11,8 @@ start with a token Discord refuses are searched the same way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import signal
 import sys
@@ -23,8 +25,9 @@ from typing import Any
 import pytest
 
 from tests.cli.runner import CHILD_TIMEOUT, CliResult, child_env, run_ollabot, write_config
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_discord import PERM_MANAGE_CHANNELS, FakeDiscord
+from tests.fakes.fake_ollama import FakeOllama, Reply
+from tests.fakes.mcp_launch import FILES_SCRIPT
 from tests.fakes.synapse import SynapseServer
 from tests.matrix.conftest import Human, eventually, unique
 
@@ -33,6 +36,7 @@ pytestmark = pytest.mark.synapse
 # Shaped like a real bot token (base64 user id . timestamp . HMAC), so that it is recognisable.
 DISCORD_TOKEN = "MTE5NzQ0NTYwNzM2NjUwMjQwMA.GLeAkC.CanaryDiscordHmacPart0123456789abcdefXYZ"
 MATRIX_PASSWORD = "canary-matrix-password-7f3e91c2"
+MCP_SECRET = "canary-mcp-server-key-94d0e1b7"
 # Anything the bot might print as a Synapse access token (its own login's included).
 SYNAPSE_TOKEN = re.compile(rb"sy[tr]_[A-Za-z0-9_-]{8,}")
 
@@ -170,6 +174,78 @@ async def test_a_debug_run_on_discord_and_matrix_writes_no_secret_anywhere(
     assert (tmp_path / "ollabot.db").exists()
     secrets = [DISCORD_TOKEN, access_token, MATRIX_PASSWORD]
     assert_nothing_leaks(secrets, result.output, tmp_path)
+
+
+async def test_an_mcp_servers_env_secret_reaches_the_server_and_nothing_else(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    # The value of FILES_API_KEY goes to the stdio MCP server as API_KEY; the server proves it
+    # got it by answering its SHA-256. A DEBUG run that lists, calls and logs bodies must not
+    # write the value anywhere.
+    fake_ollama.add_model("llama3.2", capabilities=["completion", "tools"])
+    fake_ollama.script(
+        Reply(tool_calls=[{"name": "files__key_digest", "arguments": {}}]),
+        Reply.text("The key is in place."),
+    )
+    async with FakeDiscord() as fake:
+        fake.valid_token = DISCORD_TOKEN
+        guild = fake.add_guild("test server")
+        general = fake.add_channel(guild, "general")
+        mod = fake.add_user("mod")
+        fake.add_member(guild, mod, [fake.add_role(guild, "Mods", PERM_MANAGE_CHANNELS)])
+        body = (
+            '[logging]\nlevel = "DEBUG"\nlog_bodies = true\n\n'
+            f'[discord]\napi_base_url = "{fake.api_base}"\ngateway_url = "{fake.gateway_url}"\n'
+            "guild_ready_timeout = 0.05\n\n"
+            f'[[mcp.servers]]\nname = "files"\ncommand = {json.dumps(sys.executable)}\n'
+            f"args = [{json.dumps(str(FILES_SCRIPT))}]\n"
+            'env = { API_KEY = "FILES_API_KEY" }\n'
+        )
+        config = write_config(tmp_path, body)
+        env = {
+            "OLLAMA_HOST": fake_ollama.url,
+            "DISCORD_TOKEN": DISCORD_TOKEN,
+            "FILES_API_KEY": MCP_SECRET,
+        }
+        args = ("--config", str(config), "run")
+        logs = tmp_path / "output"
+        async with running_ollabot(*args, workdir=tmp_path, logs=logs, env=env) as run:
+            await fake.wait_connected(within=30)
+            allowed = await fake.send_slash(
+                mod, general, "tools", subcommand="allow", options={"tool": "files.*"}
+            )
+            await fake.wait_for(lambda: allowed.original_id, within=30)
+
+            async def server_listed() -> bool:
+                # The server starts in the background: wait until its tools are offered.
+                listed = await fake.send_slash(mod, general, "tools", subcommand="list")
+                msg = await fake.wait_for(
+                    lambda: listed.original_id and fake.messages[listed.original_id], within=30
+                )
+                return "`files.key_digest`" in msg.content
+
+            await eventually(server_listed, within=60)
+            await fake.post_message(
+                mod, general, f"<@{fake.bot_user.id}> key?", mentions=[fake.bot_user]
+            )
+            await fake.wait_for(
+                lambda: any(
+                    "The key is in place." in m.content for m in fake.bot_messages_in(general.id)
+                ),
+                within=60,
+            )
+
+    digest = hashlib.sha256(MCP_SECRET.encode()).hexdigest()
+    tool_results = [
+        m["content"] for m in fake_ollama.requests[-1]["messages"] if m["role"] == "tool"
+    ]
+    assert tool_results == [digest]  # the server had the value
+    result = run.result
+    assert result is not None
+    assert result.code == 0, result.output
+    assert no_traceback(result)
+    assert '"level": "DEBUG"' in result.stderr
+    assert_nothing_leaks([MCP_SECRET, DISCORD_TOKEN], result.output, tmp_path)
 
 
 async def matrix_reply_contains(human: Human, room_id: str, event_id: str, text: str) -> bool:
