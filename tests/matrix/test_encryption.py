@@ -7,6 +7,7 @@ person's device decrypted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,80 @@ async def test_encrypted_room_with_three_members_keeps_power_levels(
     await mod.step()
     assert assert_all_encrypted(mod, room_id, bot) == []
     assert assert_all_encrypted(member, room_id, bot) == []
+
+
+async def test_tofu_warns_when_a_known_device_presents_new_keys_and_keeps_the_first(
+    person: NewPerson,
+    start_bot: StartBot,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    human = person()
+    bot = await start_bot(**LIFTED)
+    room_id = await encrypted_dm(human, bot)
+    first = await human.send(room_id, "hello")
+    await answered(human, bot, room_id, first)
+
+    await impersonate(human, tmp_path / "impostor")
+
+    def warned() -> bool:
+        return any(
+            r.name == "adapters.matrix.crypto" and "new identity keys" in r.getMessage()
+            for r in caplog.records
+        )
+
+    await human.until(warned)
+    # The bot kept the keys it first trusted: the real device is still read and answered.
+    asked = await human.send(room_id, "still me")
+    [reply] = await answered(human, bot, room_id, asked)
+    assert human.shown(room_id, bot.user_id, reply) == "echo: still me"
+
+
+async def impersonate(human: CryptoHuman, store: Path) -> None:
+    """Someone with the access token uploads other identity keys for the same device."""
+    await asyncio.to_thread(store.mkdir)
+    impostor = nio.AsyncClient(
+        human.synapse.url,
+        human.user_id,
+        device_id=human.device_id,
+        store_path=str(store),
+        config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+    )
+    impostor.restore_login(human.user_id, human.device_id, human.client.access_token)
+    try:
+        await impostor.keys_upload()  # the device keys are replaced; its one-time keys clash
+    finally:
+        await impostor.close()
+
+
+async def test_a_verified_device_with_new_keys_stops_the_bot_sending_and_it_says_why(
+    person: NewPerson, start_bot: StartBot, tmp_path: Path
+) -> None:
+    human = person()
+    bot = await start_bot(device_trust="verified", **LIFTED)
+    room_id = await encrypted_dm(human, bot)
+    await verify_with_emoji(human, bot)
+    first = await human.send(room_id, "hello")
+    await answered(human, bot, room_id, first)
+
+    await impersonate(human, tmp_path / "impostor")
+    await human.until(lambda: bot.bot.client.changed_keys)
+    asked = await human.send(room_id, "still me?")
+
+    def told() -> list[Any]:
+        return [
+            e
+            for e in human.seen.get(room_id, [])
+            if getattr(e, "sender", None) == bot.user_id
+            and "presented new encryption keys" in getattr(e, "body", "")
+        ]
+
+    [notice] = await human.until(told)
+    await bot.bot.idle()
+    await human.step()
+    assert human.device_id in notice.body
+    assert not getattr(notice, "decrypted", False)  # plain: the room is not trusted any more
+    assert human.answers(room_id, bot.user_id, asked) == []
 
 
 async def test_verified_trust_refuses_an_unverified_device_until_emoji_verification(
