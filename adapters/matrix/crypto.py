@@ -100,6 +100,7 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
         # (user, device) whose identity key changed after it was first seen.
         self.changed_keys: set[tuple[str, str]] = set()
         self._told: set[tuple[str, str, str]] = set()
+        self._upload_refused = False
 
     @property
     def encrypting(self) -> bool:
@@ -142,7 +143,17 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
         async with self.key_lock:
             await self.send_to_device_messages()
             if self.should_upload_keys:
-                await self.keys_upload()
+                uploaded = await self.keys_upload()
+                if not isinstance(uploaded, nio.KeysUploadResponse) and not self._upload_refused:
+                    self._upload_refused = True
+                    # Typically: the device's keys are on the server but its store is gone.
+                    log.error(
+                        "the homeserver refused this device's encryption keys (%s); if the "
+                        "crypto store of device %s was lost, log the bot in on a new device",
+                        uploaded,
+                        self.device_id,
+                        extra={"platform": "matrix", "store": str(self.store_path)},
+                    )
             if self.should_query_keys:
                 await self.keys_query()
             if self.should_claim_keys:

@@ -8,6 +8,7 @@ person's device decrypted.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,24 @@ async def test_after_a_restart_the_bot_reads_the_room_and_answers_nothing_twice(
     assert human.shown(room_id, bot.user_id, reply) == "echo: after"
     assert len(human.answers(room_id, bot.user_id, first)) == 1
     assert assert_all_encrypted(human, room_id, bot) == []
+
+
+async def test_a_lost_crypto_store_is_reported_with_what_to_do(
+    start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await start_bot(**LIFTED)
+    await bot.bot.close()
+    store = bot.config.crypto_store
+    assert store is not None
+    await asyncio.to_thread(shutil.rmtree, store)
+
+    await bot.restart()
+
+    [record] = [
+        r for r in caplog.records if "refused this device's encryption keys" in r.getMessage()
+    ]
+    assert record.levelname == "ERROR"
+    assert "log the bot in on a new device" in record.getMessage()
 
 
 async def test_a_second_device_is_answered_and_can_read_the_answer(
