@@ -124,6 +124,7 @@ class LimitsConfig(_Frozen):
 
     max_concurrent_generations: int = Field(default=4, ge=1, le=64)
     user_messages_per_minute: float = Field(default=10.0, gt=0)
+    user_commands_per_minute: float = Field(default=20.0, gt=0)
     max_queue_per_session: int = Field(default=5, ge=1)
     max_waiting_turns: int = Field(default=64, ge=1)
     queue_notice_delay: float = Field(default=1.5, ge=0)

@@ -112,6 +112,7 @@ class Engine:
         self.sessions = SessionManager(
             max_concurrent=limits.max_concurrent_generations,
             user_messages_per_minute=limits.user_messages_per_minute,
+            user_commands_per_minute=limits.user_commands_per_minute,
             max_queue_per_session=limits.max_queue_per_session,
             max_waiting=limits.max_waiting_turns,
             notice_delay=limits.queue_notice_delay,

@@ -10,6 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cachetools import TTLCache
+
 from bot.conversation.commands import (
     HELP_LINES,
     Command,
@@ -90,10 +92,15 @@ class CommandRunner:
         self._sessions = sessions
         self._model = model
         self._catalogue = catalogue
+        self._recent_refusals: TTLCache[tuple[str, str, str], bool] = TTLCache(
+            maxsize=4096, ttl=_REFUSAL_WINDOW
+        )
         self._tools = tools
 
     async def run(self, ctx: CommandContext, command: Command) -> CommandResult:
         try:
+            if not isinstance(command, Stop):  # stopping a runaway reply is never refused
+                await self._sessions.check_command_rate(ctx.author.id)
             return await self._dispatch(ctx, command)
         except OllabotError as err:
             logger.info(
@@ -197,7 +204,7 @@ class CommandRunner:
             # Refused before the value is checked, so that every attempt is audited, a
             # malformed one ("mode set evil") too, with what was asked for.
             current = (await self._store.get_settings(scope)).get(key.value)
-            await self._refused(ctx, scope, key.value, current, _audited(raw))
+            await self._refused(ctx, scope, key.value, _audited(current), _audited(raw))
             return refusal
         value = parse_value(key, raw)
         if check_model:
@@ -234,7 +241,19 @@ class CommandRunner:
     async def _refused(
         self, ctx: CommandContext, scope: Scope, key: str, current: Any, wanted: Any
     ) -> None:
-        """Audit and log an attempt the author was not allowed to make."""
+        """Audit and log an attempt the author was not allowed to make.
+
+        Repeats are coalesced: the same person refused the same key in the same scope is
+        audited once per :data:`_REFUSAL_WINDOW` (each attempt is still logged).
+        """
+        logger.warning(
+            "refused a non-moderator",
+            extra={"actor": ctx.author.id, "key": key, "scope": str(scope)},
+        )
+        seen = (ctx.author.id, str(scope), key)
+        if seen in self._recent_refusals:
+            return
+        self._recent_refusals[seen] = True
         await self._store.audit(
             scope,
             key,
@@ -244,17 +263,13 @@ class CommandRunner:
             actor_name=ctx.author.name,
             allowed=False,
         )
-        logger.warning(
-            "refused a non-moderator",
-            extra={"actor": ctx.author.id, "key": key, "scope": str(scope)},
-        )
 
     async def _pull(
         self, ctx: CommandContext, name: str, hosts: tuple[str, ...] = ()
     ) -> CommandResult:
         if not may_pull(ctx.author):
             scope = target_scope(ctx.key, ctx.server, None)
-            await self._refused(ctx, scope, "pull", None, name)
+            await self._refused(ctx, scope, "pull", None, _audited(name))
             return Refusal(
                 "Only moderators can pull models",
                 "Pulling downloads gigabytes onto the bot's machine. Nothing was pulled.",
@@ -273,7 +288,9 @@ class CommandRunner:
         return PullView(f"Pulling `{name}`", model=name, progress=progress())
 
 
-_AUDIT_TEXT_CHARS = 500
+_AUDIT_TEXT_CHARS = 200
+_REFUSAL_WINDOW = 600.0
+"""Seconds during which a repeated refusal (same person, scope and key) is not audited again."""
 
 
 def _audited(raw: Any) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
+from cachetools import LRUCache
 
 from bot.errors import Busy
 from bot.turn import SessionKey
@@ -69,11 +70,17 @@ class SessionManager:
         max_queue_per_session: int = 5,
         max_waiting: int = 64,
         notice_delay: float = 1.5,
+        user_commands_per_minute: float = 20.0,
+        max_tracked_users: int = 10_000,
     ) -> None:
         self._slots: dict[SessionKey, _SessionSlot] = {}
         self._global = asyncio.Semaphore(max_concurrent)
         self._rate = user_messages_per_minute
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._command_rate = user_commands_per_minute
+        # Bounded: the least recently active user's bucket goes first. A user who comes back
+        # after being evicted gets a full bucket, which their long absence had refilled anyway.
+        self._limiters: LRUCache[str, AsyncLimiter] = LRUCache(max_tracked_users)
+        self._command_limiters: LRUCache[str, AsyncLimiter] = LRUCache(max_tracked_users)
         self._max_queue = max_queue_per_session
         self._max_waiting = max_waiting
         self._waiting_global = 0
@@ -85,20 +92,23 @@ class SessionManager:
             slot = self._slots[key] = _SessionSlot()
         return slot
 
+    @property
+    def tracked_sessions(self) -> int:
+        """Conversations with a turn running or waiting (their slots are kept in memory)."""
+        return len(self._slots)
+
+    @property
+    def tracked_users(self) -> int:
+        """Users whose message budget is kept in memory (at most ``max_tracked_users``)."""
+        return len(self._limiters)
+
     async def check_rate(self, user_id: str) -> None:
         """Take one message from the user's budget, or raise :class:`Busy`."""
-        limiter = self._limiters.get(user_id)
-        if limiter is None:
-            # A bucket of a minute's messages that refills continuously.
-            limiter = self._limiters[user_id] = AsyncLimiter(max(1.0, self._rate), 60.0)
-        if not limiter.has_capacity():
-            wait = 60.0 / self._rate
-            raise Busy(
-                f"You are sending messages faster than {self._rate:g} a minute. "
-                f"Try again in {wait:.0f} s.",
-                retry_after=wait,
-            )
-        await limiter.acquire()  # has capacity, so this returns at once
+        await _take(self._limiters, user_id, self._rate, "messages")
+
+    async def check_command_rate(self, user_id: str) -> None:
+        """Take one command from the user's budget (apart from messages), or raise :class:`Busy`."""
+        await _take(self._command_limiters, user_id, self._command_rate, "commands")
 
     @contextlib.asynccontextmanager
     async def turn(self, key: SessionKey, notify: Notify | None = None) -> AsyncIterator[Ticket]:
@@ -131,8 +141,12 @@ class SessionManager:
             except BaseException:
                 slot.lock.release()
                 raise
-        finally:
+        except BaseException:
+            # Refused ("busy") or cancelled while waiting: a slot nobody uses any more goes.
             slot.waiting -= 1
+            self._forget_if_idle(key, slot)
+            raise
+        slot.waiting -= 1
         ticket = Ticket(key, slot, queue_wait=loop.time() - started)
         ticket._release = self._global.release
         slot.stop_requested = False
@@ -143,8 +157,11 @@ class SessionManager:
             slot.stopper = None
             slot.stop_requested = False
             slot.lock.release()
-            if not slot.lock.locked() and not slot.waiting:
-                self._slots.pop(key, None)
+            self._forget_if_idle(key, slot)
+
+    def _forget_if_idle(self, key: SessionKey, slot: _SessionSlot) -> None:
+        if not slot.lock.locked() and not slot.waiting and self._slots.get(key) is slot:
+            del self._slots[key]
 
     async def _take_global(self, notify: Notify | None) -> None:
         """Wait for a generation slot, unless too many turns already wait for one."""
@@ -196,3 +213,20 @@ class SessionManager:
     def queue_length(self, key: SessionKey) -> int:
         slot = self._slots.get(key)
         return 0 if slot is None else slot.waiting
+
+
+async def _take(
+    limiters: LRUCache[str, AsyncLimiter], user_id: str, rate: float, what: str
+) -> None:
+    """Take one from ``user_id``'s bucket of ``rate`` a minute, or raise :class:`Busy`."""
+    limiter = limiters.get(user_id)
+    if limiter is None:
+        # A bucket of a minute's worth that refills continuously.
+        limiter = limiters[user_id] = AsyncLimiter(max(1.0, rate), 60.0)
+    if not limiter.has_capacity():
+        wait = 60.0 / rate
+        raise Busy(
+            f"You are sending {what} faster than {rate:g} a minute. Try again in {wait:.0f} s.",
+            retry_after=wait,
+        )
+    await limiter.acquire()  # has capacity, so this returns at once

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.conversation.commands import CommandContext, Stop, SystemSet
 from bot.conversation.engine import Engine
 from bot.errors import ChatError
 from bot.model.ollama import OllamaChatModel
 from bot.store.port import MessageStatus
 from bot.store.sqlite import SqliteStore
-from bot.turn import SessionKey
+from bot.turn import Author, SessionKey
 from bot.types import Outcome, Role
-from tests.conversation.test_engine import make_config, make_engine, stored, turn
+from tests.conversation.test_engine import KEY, make_config, make_engine, stored, turn
 from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.fakes.fake_surface import FakeSurface
 
@@ -155,3 +156,26 @@ async def test_old_event_claims_are_pruned_at_start_up_within_the_configured_ret
             assert await engine.retention.prune() == 0
     finally:
         conn.close()
+
+
+async def test_commands_are_rate_limited_per_user_and_refusals_audited_once_and_short(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    config = make_config(fake_ollama, tmp_path / "bot.db", limits={"user_commands_per_minute": 5})
+    alice = CommandContext(KEY, None, Author("u-alice", "Alice"))
+    async with make_engine(config) as engine:
+        results = [await engine.execute(alice, SystemSet("x" * 4000)) for _ in range(50)]
+        refused = [r for r in results if "Only moderators" in r.title]
+        limited = [r for r in results if "faster than 5 a minute" in r.body]
+        assert (len(refused), len(limited)) == (5, 45)
+        # Stop stays available to someone limited, and another user has a budget of their own.
+        assert (await engine.execute(alice, Stop())).title == "Nothing to stop"
+        bob = CommandContext(KEY, None, Author("u-bob", "Bob"))
+        assert "Only moderators" in (await engine.execute(bob, SystemSet("y"))).title
+        log = await engine.store.audit_log()
+    # One row per person, scope and key in ten minutes, whatever they sent; text capped.
+    assert [(e.actor_id, e.allowed) for e in log] in (
+        [("u-alice", False), ("u-bob", False)],
+        [("u-bob", False), ("u-alice", False)],
+    )
+    assert all(len(str(e.new_value)) <= 200 for e in log)

@@ -193,3 +193,50 @@ async def test_stop_calls_the_running_generations_stopper_once() -> None:
         assert ticket.stop_requested
     assert stops == ["stopped"]
     assert await sessions.stop(KEY) is False
+
+
+async def test_a_session_refused_for_a_busy_bot_leaves_no_slot_behind() -> None:
+    sessions = SessionManager(max_concurrent=1, max_waiting=1, notice_delay=60)
+    release = asyncio.Event()
+
+    async def hold(key: SessionKey) -> None:
+        async with sessions.turn(key):
+            await release.wait()
+
+    running = asyncio.create_task(hold(SessionKey("test", "a")))
+    waiting = asyncio.create_task(hold(SessionKey("test", "b")))
+    await settle()
+    for i in range(20):  # each a new conversation, refused: the bot's waiting room is full
+        with pytest.raises(Busy):
+            async with sessions.turn(SessionKey("test", f"refused-{i}")):
+                pass
+    assert sessions.tracked_sessions == 2
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert sessions.tracked_sessions == 1  # a turn cancelled while it waited leaves none either
+    release.set()
+    await running
+    assert sessions.tracked_sessions == 0
+
+
+async def test_rate_limiters_are_bounded_and_the_least_recently_active_user_goes_first() -> None:
+    sessions = SessionManager(user_messages_per_minute=1, max_tracked_users=2)
+    await sessions.check_rate("alice")
+    await sessions.check_rate("bob")
+    with pytest.raises(Busy):
+        await sessions.check_rate("alice")  # alice is the most recently active now
+    await sessions.check_rate("carol")  # evicts bob, not alice
+    assert sessions.tracked_users == 2
+    with pytest.raises(Busy):
+        await sessions.check_rate("alice")  # still limited: her bucket was kept
+    await sessions.check_rate("bob")  # a fresh bucket
+
+
+async def test_commands_have_their_own_budget_per_user() -> None:
+    sessions = SessionManager(user_messages_per_minute=1, user_commands_per_minute=2)
+    await sessions.check_rate("alice")
+    await sessions.check_command_rate("alice")
+    await sessions.check_command_rate("alice")
+    with pytest.raises(Busy, match="commands faster than 2 a minute"):
+        await sessions.check_command_rate("alice")
+    await sessions.check_command_rate("bob")
