@@ -124,9 +124,6 @@ class Commands:
             )
             return
         ctx = self.context(interaction)
-        if isinstance(command, Stop) and ctx.key.thread is None:
-            await self._stop_channel(interaction, ctx)
-            return
         task = asyncio.ensure_future(self._rt.engine.execute(ctx, command))
         done, _ = await asyncio.wait({task}, timeout=QUICK)
         view = task.result() if done else None
@@ -162,22 +159,6 @@ class Commands:
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
-
-    async def _stop_channel(self, interaction: Interaction, ctx: CommandContext) -> None:
-        """``/stop`` in a channel stops the replies its author asked for; a moderator's, all."""
-        channel_id = interaction.channel_id or 0
-        asked_by = None if ctx.author.is_moderator else ctx.author.id
-        stopped = 0
-        for key in self._rt.running.keys_in(channel_id, asked_by=asked_by):
-            stopped += await self._rt.engine.stop(key)
-        others = len(self._rt.running.keys_in(channel_id)) - stopped if asked_by else 0
-        if stopped:
-            text = f"Stopped {stopped} repl{'y' if stopped == 1 else 'ies'}."
-        elif others > 0:
-            text = "Only the replies you asked for, or a moderator, can be stopped here."
-        else:
-            text = "Nothing is being written here."
-        await interaction.response.send_message(text, allowed_mentions=NO_MENTIONS)
 
     async def _show_pull(self, interaction: Interaction, view: PullView) -> None:
         """Edit the response into a live progress bar; only the newest progress is shown."""

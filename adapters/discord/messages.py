@@ -125,8 +125,7 @@ class MessageHandler:
         if root is not None:
             # Linked before answering, so a quick reply to the answer finds its chain.
             await rt.chains.link(root, [message.id])
-        with rt.running.track(channel.id, key, turn.author.id):
-            await rt.engine.handle_turn(turn, surface, notify=notify)
+        await rt.engine.handle_turn(turn, surface, notify=notify)
 
     async def _attachments(self, message: discord.Message) -> tuple[list[Attachment], list[str]]:
         """Attachments within the size cap, and notes about the ones left out."""

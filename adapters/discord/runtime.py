@@ -12,28 +12,6 @@ from adapters.discord.chains import CHAIN_STATE_PREFIX, ReplyChains
 from adapters.discord.config import DiscordConfig
 from bot.conversation.engine import Engine
 from bot.reply.streamer import Pacer
-from bot.turn import SessionKey
-
-
-class Running:
-    """The sessions replying right now, per channel and with who asked, for ``/stop``."""
-
-    def __init__(self) -> None:
-        self._by_channel: dict[int, dict[SessionKey, str]] = {}
-
-    @contextmanager
-    def track(self, channel_id: int, key: SessionKey, author_id: str) -> Iterator[None]:
-        keys = self._by_channel.setdefault(channel_id, {})
-        keys[key] = author_id
-        try:
-            yield
-        finally:
-            keys.pop(key, None)
-
-    def keys_in(self, channel_id: int, *, asked_by: str | None = None) -> list[SessionKey]:
-        """Replying sessions in a channel; only those ``asked_by`` started, when given."""
-        keys = self._by_channel.get(channel_id, {})
-        return [k for k, who in keys.items() if asked_by is None or who == asked_by]
 
 
 @dataclass
@@ -45,7 +23,6 @@ class Runtime:
     pacer_for: Callable[[int], Pacer]
     policy: AccessPolicy = field(init=False)
     chains: ReplyChains = field(init=False)
-    running: Running = field(default_factory=Running)
     token_channels: dict[str, int] = field(default_factory=dict)
     in_flight: set[asyncio.Task[object]] = field(default_factory=set)
 

@@ -125,7 +125,7 @@ async def _answer(
         chain=chain,
     )
     try:
-        with rt.replying(), rt.running.track(channel_id, key, turn.author.id):
+        with rt.replying():
             await rt.engine.handle_turn(turn, surface, notify=_notifier(interaction))
     finally:
         rt.token_channels.pop(interaction.token, None)

@@ -26,6 +26,7 @@ from bot.conversation.commands import (
     parse_command,
     render_progress_bar,
 )
+from bot.conversation.permissions import may_stop, place_kind
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
@@ -428,10 +429,11 @@ class Replier:
         if emoji not in STOP_REACTIONS or target not in self._streaming:
             return
         key, asker = self._streaming[target]
-        reactor = str(source.get("sender", ""))
-        if reactor != asker and not self.is_moderator(room_id, reactor):
+        reactor = self._author(room_id, str(source.get("sender", "")))
+        # The engine's rule: the asker, or a moderator of the thread (or room).
+        if not may_stop(reactor, asker, place_kind(key)):
             return
-        stopped = await self.engine.stop(key)
+        stopped = await self.engine.sessions.stop(key)  # this reply: the one running there
         log.info("stop reaction", extra={"platform": PLATFORM, "session": str(key),
                                           "stopped": stopped})  # fmt: skip
 

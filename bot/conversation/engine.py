@@ -31,8 +31,9 @@ from bot.conversation.history import (
 )
 from bot.conversation.retention import Retention
 from bot.conversation.runner import CommandRunner
-from bot.conversation.sessions import SessionManager, Ticket
+from bot.conversation.sessions import SessionManager, StoppedWhileQueued, Ticket
 from bot.conversation.settings import EffectiveSettings, SettingsResolver
+from bot.conversation.stopping import ActiveTurn, ActiveTurns, StopReport
 from bot.conversation.tool_rules import load_rules
 from bot.conversation.tooling import CallLines, LastCalls, ToolCommands, hub_specs
 from bot.errors import OllabotError, StoreError
@@ -46,7 +47,7 @@ from bot.model.toolbox import ToolBox, ToolSession
 from bot.model.tools import builtin_tools
 from bot.reply.streamer import ReplyStatus, ReplyStreamer, ReplySurface
 from bot.store.port import CutReply, MessageStatus, NewMessage, Store, StoredMessage
-from bot.turn import SessionKey, Turn
+from bot.turn import Author, SessionKey, Turn
 from bot.types import Message, ModelInfo, Outcome, Response, Role, StreamChunk
 from bot.validation import validate_input
 
@@ -130,7 +131,9 @@ class Engine:
         self._last_calls = LastCalls()
         self.catalogue = ModelCatalogue(model)
         self._inflight: set[asyncio.Task[Any]] = set()
+        self.turns = ActiveTurns()
         self._commands = CommandRunner(
+            turns=self.turns,
             settings=self.settings,
             store=store,
             sessions=self.sessions,
@@ -268,9 +271,19 @@ class Engine:
     async def _handle_turn(
         self, turn: Turn, surface: ReplySurface, notify: Notify | None
     ) -> ReplyResult:
+        with self.turns.track(turn.key, turn.author.id) as active:
+            return await self._handle_tracked(turn, surface, notify, active)
+
+    async def _handle_tracked(
+        self, turn: Turn, surface: ReplySurface, notify: Notify | None, active: ActiveTurn
+    ) -> ReplyResult:
         streamer = ReplyStreamer(surface)
         claimed = answering = False
         notify = _best_effort(notify, turn.key)
+
+        async def stop_running() -> None:
+            await self.sessions.stop(turn.key)
+
         try:
             if turn.event_id and not await self.store.claim_event(turn.key.platform, turn.event_id):
                 logger.info("event already answered", extra={"event_id": turn.event_id})
@@ -278,9 +291,14 @@ class Engine:
             claimed = turn.event_id is not None
             text = validate_input(turn.text, max_chars=self.config.limits.max_input_chars)
             await self.sessions.check_rate(turn.author.id)
-            async with self.sessions.turn(turn.key, notify) as ticket:
+            async with self.sessions.turn(turn.key, notify, stop=active.stop_requested) as ticket:
                 answering = True
+                await active.on_stop(stop_running)
                 return await self._answer(turn, text, surface, ticket, notify)
+        except StoppedWhileQueued:
+            # Stopped before its turn came: the model never saw it; the user sees it stopped.
+            reply = await streamer.finish(ReplyStatus(Outcome.STOPPED))
+            return ReplyResult(Outcome.STOPPED, reply.text, tuple(reply.message_ids))
         except asyncio.CancelledError:
             if claimed and not answering and turn.event_id is not None:
                 # Cancelled while it waited its turn (a shutdown): nothing was answered, so a
@@ -440,6 +458,8 @@ class Engine:
         With ``chain``, the model's JSON is shown (and saved) as the chain's display text.
         """
         ticket.on_stop(stream.aclose)
+        if ticket.stop_requested:
+            await stream.aclose()  # stopped while the request was being prepared
         partial: list[str] = []
         last_save = time.monotonic()
         sent = 0
@@ -539,8 +559,15 @@ class Engine:
         return trim_to_budget([system, *older, newest], budget)
 
     async def stop(self, key: SessionKey) -> bool:
-        """Stop the session's running reply (its partial text is kept, marked stopped)."""
-        return await self.sessions.stop(key)
+        """Stop every reply of ``key``, running or queued, whoever asked (the terminal's owner).
+
+        A running reply keeps its partial text, marked stopped.
+        """
+        return await self.turns.stop_all(key) > 0
+
+    async def stop_replies(self, place: SessionKey, by: Author) -> StopReport:
+        """Stop the replies at ``place`` that ``by`` may stop: theirs, or all for a moderator."""
+        return await self.turns.stop(place, by)
 
     # --- commands -----------------------------------------------------------------------------
 

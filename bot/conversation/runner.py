@@ -55,6 +55,7 @@ from bot.conversation.settings import (
     parse_value,
     target_scope,
 )
+from bot.conversation.stopping import ActiveTurns, StopReport
 from bot.conversation.tooling import ToolCommands
 from bot.errors import OllabotError
 from bot.model.catalogue import ModelCatalogue
@@ -69,6 +70,7 @@ class CommandRunner:
     """Executes :data:`bot.conversation.commands.Command` values.
 
     Args:
+        turns: The turns being answered or waiting (for ``stop``).
         settings: Resolves the settings in force for a session.
         store: History, settings and the audit log.
         sessions: Queues and running replies (for ``stop`` and ``reset``).
@@ -80,6 +82,7 @@ class CommandRunner:
     def __init__(
         self,
         *,
+        turns: ActiveTurns,
         settings: SettingsResolver,
         store: Store,
         sessions: SessionManager,
@@ -89,6 +92,7 @@ class CommandRunner:
     ) -> None:
         self._settings = settings
         self._store = store
+        self._turns = turns
         self._sessions = sessions
         self._model = model
         self._catalogue = catalogue
@@ -178,10 +182,7 @@ class CommandRunner:
                 await self._store.reset_session(ctx.key)
                 return CommandResult("Conversation reset", "The bot starts afresh here.")
             case Stop():
-                stopped = await self._sessions.stop(ctx.key)
-                if stopped:
-                    return CommandResult("Stopped", "The reply was stopped; its text is kept.")
-                return CommandResult("Nothing to stop", "No reply is being written here.")
+                return stop_result(await self._turns.stop(ctx.key, ctx.author))
             case ToolsList() | ToolsAllow() | ToolsDeny() | ToolsCalls():
                 return await self._tools.run(ctx, command)
             case Help():
@@ -303,6 +304,23 @@ def _audited(raw: Any) -> Any:
 def _scope_word(ctx: CommandContext, kind: ScopeKind) -> str:
     """How the platform names a scope in a sentence ("this channel", "this chat")."""
     return ctx.room_word if kind is ScopeKind.ROOM else SCOPE_WORDS[kind]
+
+
+def stop_result(report: StopReport) -> CommandResult:
+    """What ``stop`` answers: how many replies it stopped, or why none."""
+    if report.stopped:
+        n = report.stopped
+        return CommandResult(
+            f"Stopped {n} repl{'y' if n == 1 else 'ies'}",
+            "What was written so far is kept.",
+        )
+    if report.refused:
+        return Refusal(
+            "Not yours to stop",
+            "Only the replies you asked for can be stopped here, unless you are a moderator "
+            "of this place.",
+        )
+    return CommandResult("Nothing to stop", "No reply is being written or waiting here.")
 
 
 def _show(value: Any) -> str:

@@ -22,12 +22,17 @@ from bot.turn import SessionKey
 Notify = Callable[[str], Awaitable[None]]
 
 
+class StoppedWhileQueued(Exception):
+    """The user stopped a turn before it got its turn to generate (control flow, not an error)."""
+
+
 @dataclass
 class _SessionSlot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
     stopper: Callable[[], Awaitable[None]] | None = None
     stop_requested: bool = False
+    running: bool = False  # a ticket is out: a turn of this session is being answered
 
 
 @dataclass
@@ -111,14 +116,22 @@ class SessionManager:
         await _take(self._command_limiters, user_id, self._command_rate, "commands")
 
     @contextlib.asynccontextmanager
-    async def turn(self, key: SessionKey, notify: Notify | None = None) -> AsyncIterator[Ticket]:
+    async def turn(
+        self, key: SessionKey, notify: Notify | None = None, *, stop: asyncio.Event | None = None
+    ) -> AsyncIterator[Ticket]:
         """Wait for this session's turn and a global slot; tell the user when they must wait.
 
         A notice is only sent when the wait lasts longer than ``notice_delay``: on platforms
         that pace edits, a notice for a short wait would delay the reply itself.
 
+        Args:
+            key: The conversation.
+            notify: Tells the user they wait (their place in the queue).
+            stop: Set when the user stops the turn: the wait ends at once.
+
         Raises:
             Busy: the session's queue, or the bot's queue of waiting turns, is full.
+            StoppedWhileQueued: ``stop`` was set before the turn got its slots.
         """
         slot = self._slot(key)
         if slot.waiting >= self._max_queue:
@@ -135,9 +148,10 @@ class SessionManager:
                 slot.lock,
                 notify,
                 f"You are number {place} in the queue; the bot answers one message at a time here.",
+                stop,
             )
             try:
-                await self._take_global(None if place else notify)
+                await self._take_global(None if place else notify, stop)
             except BaseException:
                 slot.lock.release()
                 raise
@@ -150,12 +164,14 @@ class SessionManager:
         ticket = Ticket(key, slot, queue_wait=loop.time() - started)
         ticket._release = self._global.release
         slot.stop_requested = False
+        slot.running = True
         try:
             yield ticket
         finally:
             ticket.generation_done()
             slot.stopper = None
             slot.stop_requested = False
+            slot.running = False
             slot.lock.release()
             self._forget_if_idle(key, slot)
 
@@ -163,7 +179,7 @@ class SessionManager:
         if not slot.lock.locked() and not slot.waiting and self._slots.get(key) is slot:
             del self._slots[key]
 
-    async def _take_global(self, notify: Notify | None) -> None:
+    async def _take_global(self, notify: Notify | None, stop: asyncio.Event | None) -> None:
         """Wait for a generation slot, unless too many turns already wait for one."""
         if self._global.locked() and self._waiting_global >= self._max_waiting:
             raise Busy(
@@ -177,37 +193,61 @@ class SessionManager:
                 self._global,
                 notify,
                 "The bot is busy with other conversations; your reply starts soon.",
+                stop,
             )
         finally:
             self._waiting_global -= 1
 
     async def _acquire(
-        self, gate: asyncio.Lock | asyncio.Semaphore, notify: Notify | None, notice: str
+        self,
+        gate: asyncio.Lock | asyncio.Semaphore,
+        notify: Notify | None,
+        notice: str,
+        stop: asyncio.Event | None = None,
     ) -> None:
-        """Take ``gate``; if that takes longer than the notice delay, tell the user once."""
+        """Take ``gate``; if that takes longer than the notice delay, tell the user once.
+
+        Raises:
+            StoppedWhileQueued: ``stop`` was set first (the gate is not taken).
+        """
+        if stop is not None and stop.is_set():
+            raise StoppedWhileQueued
         if not gate.locked():
             await gate.acquire()  # free: taken at once, no notice, no extra task
             return
         waiter = asyncio.ensure_future(gate.acquire())
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        watched = {waiter} if stopped is None else {waiter, stopped}
         try:
-            done, _ = await asyncio.wait({waiter}, timeout=self._notice_delay)
+            done, _ = await asyncio.wait(
+                watched, timeout=self._notice_delay, return_when=asyncio.FIRST_COMPLETED
+            )
             if not done and notify is not None:
                 await notify(notice)
-            await waiter
+            if waiter not in done:
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                raise StoppedWhileQueued
+            waiter.result()
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 gate.release()  # granted while we were being cancelled: give it back
             else:
                 waiter.cancel()
             raise
+        finally:
+            if stopped is not None:
+                stopped.cancel()
 
     async def stop(self, key: SessionKey) -> bool:
         """Stop the session's running generation; ``False`` when nothing is running."""
         slot = self._slots.get(key)
-        if slot is None or slot.stopper is None or slot.stop_requested:
+        if slot is None or not slot.running or slot.stop_requested:
             return False
         slot.stop_requested = True
-        await slot.stopper()
+        if slot.stopper is not None:
+            await slot.stopper()
+        # Else the request is still being prepared: it sees ``stop_requested`` when it starts.
         return True
 
     def queue_length(self, key: SessionKey) -> int:

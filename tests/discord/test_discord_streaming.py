@@ -139,7 +139,7 @@ async def test_stop_in_a_channel_stops_the_reply_and_says_so(
             (m for m in fake.bot_messages_in(world.general.id) if "Stopped" in m.content), None
         )
     )
-    assert notice.content.startswith("Stopped 1")
+    assert "Stopped 1 reply" in notice.content
 
 
 async def test_stop_from_another_member_leaves_the_reply_running_but_a_moderator_stops_it(
