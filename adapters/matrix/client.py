@@ -8,8 +8,7 @@ engine's store after every batch, so a restart neither replays old messages nor 
 
 In encrypted rooms nio decrypts the timeline during the sync; between syncs the bot uploads,
 queries and claims keys (:mod:`adapters.matrix.crypto`), answers emoji verification
-(:mod:`adapters.matrix.verification`) and retries messages whose key came late
-(:mod:`adapters.matrix.undecryptable`).
+and retries messages whose key came late (:mod:`adapters.matrix.e2ee`).
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ import nio
 from adapters.matrix.addressing import parse_message
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.crypto import BotClient, store_dir
+from adapters.matrix.e2ee import SyncEncryption
 from adapters.matrix.mending import mend_cut_replies
 from adapters.matrix.replies import PLATFORM, Replier
-from adapters.matrix.undecryptable import Undecryptable
-from adapters.matrix.verification import Verifier
 from bot.errors import ConfigError, LeaseHeld, StoreError
 
 if TYPE_CHECKING:
@@ -73,10 +71,14 @@ class MatrixBot:
         self._password = password
         self.client = BotClient(config, store_dir(config))
         self.replier = Replier(self.client, engine, config, self._spawn)
-        self.undecryptable = Undecryptable(
-            self.client, config, self._spawn, self.replier.notice_reply, self._on_decrypted
+        self.e2ee = SyncEncryption(
+            self.client,
+            config,
+            self._spawn,
+            notify=self.replier.notice_reply,
+            handle=self._on_decrypted,
+            is_moderator=self.replier.is_moderator,
         )
-        self.verifier = Verifier(self.client, self._may_verify)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
@@ -251,11 +253,7 @@ class MatrixBot:
             log.warning("sync refused: %s", response)
             await asyncio.sleep(1.0)
             return
-        if self.client.encrypting:
-            await self.client.upkeep()
-            await self.verifier.handle(response.to_device_events)
-            await self.client.upkeep()
-            await self.undecryptable.retry()
+        await self.e2ee.after_sync(response)
         await self._handle_sync(response, replay=not fresh)
         try:
             await self.engine.store.set_state(self._key("sync"), response.next_batch)
@@ -281,7 +279,7 @@ class MatrixBot:
                 and not self.client.encrypting
                 and _own_join(info, self.config.user_id) >= 0
             ):
-                await self.replier.on_encrypted(room_id)
+                await self.replier.notices.unsupported(room_id)
             if replay:
                 await self._on_timeline(room_id, info)
 
@@ -319,15 +317,15 @@ class MatrixBot:
         kind = source.get("type")
         if isinstance(event, nio.MegolmEvent):
             if self.client.encrypting:
-                await self.undecryptable.add(room_id, event)
+                await self.e2ee.undecryptable.add(room_id, event)
             else:
-                await self.replier.on_encrypted(room_id)
+                await self.replier.notices.unsupported(room_id)
         elif kind == "m.reaction":
             await self.replier.on_reaction(room_id, source)
         elif kind == "m.room.message":
             message = parse_message(source)
             if message is not None:
-                await self.replier.on_message(room_id, message, self._unverified(event))
+                await self.replier.on_message(room_id, message, self.e2ee.unverified(event))
 
     async def _on_decrypted(self, room_id: str, event: Any) -> None:
         """A message whose room key came late: handled once, like any other."""
@@ -336,22 +334,6 @@ class MatrixBot:
         if sender == self.config.user_id or sender in self.config.ignored_users:
             return
         await self._on_event(room_id, event)
-
-    def _unverified(self, event: Any) -> str | None:
-        """Under ``device_trust = "verified"``: the unverified device an event came from."""
-        if self.config.device_trust != "verified" or not getattr(event, "decrypted", False):
-            return None
-        device = self.client.device_of(event.sender, event.sender_key)
-        if device is not None and device.verified:
-            return None
-        return str(device.id) if device is not None else "(unknown device)"
-
-    def _may_verify(self, user_id: str) -> bool:
-        """A user may verify a device with the bot if they moderate a room it shares with them."""
-        return any(
-            user_id in room.users and self.replier.is_moderator(room_id, user_id)
-            for room_id, room in self.client.rooms.items()
-        )
 
     # --- membership ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Answering in a room: turns to the engine, commands, stop reactions, encryption notices.
+"""Answering in a room: turns to the engine, commands, stop reactions.
 
 :class:`Replier` gets messages the client already decided to look at (not the bot's own, not an
 ignored bot, not from before the bot joined) and does the rest: addressing, the session key
@@ -17,8 +17,9 @@ from cachetools import LRUCache
 
 from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.e2ee import EncryptionNotices
 from adapters.matrix.media import fetch_media
-from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats, send_checked
+from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
 from bot.conversation.commands import (
     CommandContext,
     Cot,
@@ -41,19 +42,6 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "matrix"
 STOP_REACTIONS = frozenset({"⏹", "⏹️", "✋", "🛑", "✋️"})
-_E2EE_NOTICE = (
-    "🔒 This room is end-to-end encrypted, and this installation of the bot cannot read "
-    "encrypted messages. Its operator can enable encryption by installing matrix-nio's e2e "
-    "support (pip install 'matrix-nio[e2e]') and setting [matrix] encryption = true. "
-    "Until then, talk to me in an unencrypted room."
-)
-_UNVERIFIED_NOTICE = (
-    "🔒 I only answer verified devices in encrypted rooms, and your device {device} is not "
-    "verified, so I do not share this room's keys with it. Verify it with me by emoji from your "
-    "client (a moderator can), then send your message again. (This notice is not encrypted: "
-    "your device could not read it otherwise.)"
-)
-_E2EE_NOTICE_INTERVAL = 600.0
 _PROGRESS_INTERVAL = 2.0
 _LEGACY_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 12))
 
@@ -86,11 +74,10 @@ class Replier:
             rate=config.messages_per_second, burst=config.message_burst
         )
         self._own_events: LRUCache[str, bool] = LRUCache(maxsize=10_000)
+        self.notices = EncryptionNotices(client, config, self._pacer, self._own)
         self._bot_threads: LRUCache[str, bool] = LRUCache(maxsize=10_000)
         # event id of a reply being streamed -> (session, author who asked)
         self._streaming: dict[str, tuple[SessionKey, str]] = {}
-        self._e2ee_noticed: dict[str, float] = {}
-        self._unverified_noticed: dict[tuple[str, str], float] = {}
         self.stats = SendStats()
         self._creators: dict[str, frozenset[str]] = {}
         self._spaces: dict[str, str] = {}  # room id -> the space it belongs to
@@ -245,7 +232,7 @@ class Replier:
         prefix = self.config.command_prefix
         if text == prefix or text.startswith(prefix + " "):
             if unverified_device is not None:
-                await self._refuse_unverified(room_id, message, unverified_device)
+                await self.notices.refuse_unverified(room_id, message, unverified_device)
                 return
             self._spawn(self._command(room_id, message, text[len(prefix) :].strip()))
             return
@@ -267,7 +254,7 @@ class Replier:
         if reason is None:
             return
         if unverified_device is not None:
-            await self._refuse_unverified(room_id, message, unverified_device)
+            await self.notices.refuse_unverified(room_id, message, unverified_device)
             return
         log.info(
             "addressed",
@@ -440,44 +427,3 @@ class Replier:
     async def notice_reply(self, room_id: str, event_id: str, text: str) -> None:
         """Post a notice replying to ``event_id`` (encrypted in an encrypted room)."""
         await self._post(RoomSender(self.client, room_id, event_id, None), text, msgtype="m.notice")
-
-    async def _refuse_unverified(self, room_id: str, message: Incoming, device: str) -> None:
-        """Tell the sender, in plain text, that their unverified device is not answered."""
-        log.warning(
-            "refused an unverified device",
-            extra={"platform": PLATFORM, "room": room_id, "sender": message.sender,
-                   "device_id": device},
-        )  # fmt: skip
-        now = time.monotonic()
-        key = (room_id, device)
-        last = self._unverified_noticed.get(key)
-        if last is not None and now - last < self.config.undecryptable_notice_interval:
-            return
-        self._unverified_noticed[key] = now
-        body: dict[str, Any] = {
-            "msgtype": "m.notice",
-            "body": _UNVERIFIED_NOTICE.format(device=device),
-            "m.mentions": {"user_ids": [message.sender]},
-            "m.relates_to": {"m.in_reply_to": {"event_id": message.event_id}},
-        }
-        await self.pacer(room_id).acquire()
-        response = await self.client.room_send_plain(room_id, body)
-        if isinstance(response, nio.RoomSendResponse):
-            self._own(response.event_id)
-        else:
-            log.warning("could not post the verification notice in %s: %s", room_id, response)
-
-    async def on_encrypted(self, room_id: str) -> None:
-        """Without encryption support: say, at most every ten minutes per room, how to get it."""
-        now = time.monotonic()
-        last = self._e2ee_noticed.get(room_id)
-        if last is not None and now - last < _E2EE_NOTICE_INTERVAL:
-            return
-        self._e2ee_noticed[room_id] = now
-        # Plain text on purpose: without olm, nio sends it unencrypted, which every client shows.
-        body: dict[str, Any] = {"msgtype": "m.notice", "body": _E2EE_NOTICE, "m.mentions": {}}
-        await self.pacer(room_id).acquire()
-        try:
-            await send_checked(self.client, room_id, body)
-        except OllabotError as err:
-            log.warning("could not post the encryption notice in %s: %s", room_id, err.detail)
