@@ -8,12 +8,16 @@ that pings someone or the room; every bot message also carries an empty ``m.ment
 
 from __future__ import annotations
 
+import json
+from html import escape
 from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
 
-__all__ = ["content", "edit_content", "render_html"]
+from bot.conversation.commands import ToolCallsView, call_outcome
+
+__all__ = ["content", "edit_content", "render_html", "tool_calls_content"]
 
 # The Matrix client-server spec's suggested allow-list, minus <img> (tracking pixels, and only
 # mxc:// URLs would render anyway) and <font>/<span> colour tricks.
@@ -40,7 +44,10 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
 
 def render_html(markdown: str) -> str:
     """Render ``markdown`` to sanitized HTML for ``formatted_body``."""
-    html = _markdown.render(markdown)
+    return _clean(_markdown.render(markdown))
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=_TAGS,
@@ -58,6 +65,30 @@ def content(text: str, *, msgtype: str = "m.text") -> dict[str, Any]:
         "body": text,
         "format": "org.matrix.custom.html",
         "formatted_body": render_html(text),
+        "m.mentions": {},
+    }
+
+
+def tool_calls_content(view: ToolCallsView, *, msgtype: str = "m.notice") -> dict[str, Any]:
+    """The full calls and results of a reply, each folded in a ``<details>`` block.
+
+    Arguments and results are untrusted: escaped into ``<pre><code>``, then sanitized like
+    every message, with no mentions.
+    """
+    parts = [f"<p><strong>{escape(view.title)}</strong></p>"]
+    for call in view.calls:
+        summary = escape(f"{call.name} → {call_outcome(call)}")
+        arguments = escape(json.dumps(dict(call.arguments), indent=2, ensure_ascii=False))
+        parts.append(
+            f"<details><summary>{summary}</summary>"
+            f"<pre><code>{arguments}</code></pre><pre><code>{escape(call.result)}</code></pre>"
+            "</details>"
+        )
+    return {
+        "msgtype": msgtype,
+        "body": f"{view.title}\n\n{view.as_text()}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": _clean("".join(parts)),
         "m.mentions": {},
     }
 

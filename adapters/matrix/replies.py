@@ -19,11 +19,13 @@ from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.e2ee import EncryptionNotices
 from adapters.matrix.media import fetch_media
+from adapters.matrix.render import tool_calls_content
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
 from bot.conversation.commands import (
     CommandContext,
     Cot,
     PullView,
+    ToolCallsView,
     parse_command,
     render_progress_bar,
 )
@@ -330,13 +332,20 @@ class Replier:
             for event_id in surface_ids:
                 self._streaming.pop(event_id, None)
 
-    async def _post(self, sender: RoomSender, text: str, *, msgtype: str = "m.text") -> str | None:
+    async def _post(
+        self,
+        sender: RoomSender,
+        text: str,
+        *,
+        msgtype: str = "m.text",
+        body: dict[str, Any] | None = None,
+    ) -> str | None:
         """Post a one-off message (a notice, a command result), waiting for the room's pacer."""
         pacer = self.pacer(sender.room_id)
         for _ in range(3):
             await pacer.acquire()
             try:
-                event_id = await sender.send(text, msgtype=msgtype)
+                event_id = await sender.send(text, msgtype=msgtype, body=body)
             except RateLimited as err:
                 pacer.penalize(err.retry_after)
                 continue
@@ -367,6 +376,10 @@ class Replier:
             await self._turn(room_id, message, None, chain_task=command.task)
             return
         result = await self.engine.execute(ctx, command)
+        if isinstance(result, ToolCallsView) and result.calls:
+            # Untrusted and long: folded away, never dumped into the room.
+            await self._post(sender, "", body=tool_calls_content(result))
+            return
         event_id = await self._post(sender, result.as_markdown(), msgtype="m.notice")
         if isinstance(result, PullView) and result.progress is not None and event_id:
             await self._show_progress(sender, event_id, result)

@@ -121,8 +121,16 @@ class RoomSender:
             return {"m.in_reply_to": {"event_id": self.reply_to}}
         return None
 
-    async def send(self, text: str, *, first: bool = True, msgtype: str = "m.text") -> str:
-        body = content(text, msgtype=msgtype)
+    async def send(
+        self,
+        text: str,
+        *,
+        first: bool = True,
+        msgtype: str = "m.text",
+        body: dict[str, Any] | None = None,
+    ) -> str:
+        """Post ``text`` (Markdown), or the ready ``body`` when given, with the relations."""
+        body = dict(body) if body is not None else content(text, msgtype=msgtype)
         relation = self.relation(first)
         if relation is not None:
             body["m.relates_to"] = relation

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("files", log_level="WARNING")
 
-SHOUT = "@everyone look <script>alert('x')</script> <@&1234> **bold** ```"
+SHOUT = "@everyone @room look <script>alert('x')</script> <@&1234> **bold** ```"
 
 
 def _note(tool: str, **arguments: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.matrix.render import content, edit_content, render_html
+from adapters.matrix.render import content, edit_content, render_html, tool_calls_content
+from bot.conversation.commands import ToolCallsView
+from bot.model.toolbox import ToolCallRecord
 
 
 def test_raw_html_in_model_output_is_shown_as_text_not_markup() -> None:
@@ -37,3 +39,18 @@ def test_every_message_and_edit_carries_empty_mentions() -> None:
     assert edit["m.new_content"]["m.mentions"] == {}
     assert edit["m.new_content"]["body"] == "@room hello"
     assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$orig"}
+
+
+def test_tool_calls_fold_into_details_with_the_result_escaped() -> None:
+    call = ToolCallRecord(
+        "files.read_file", {"path": "<b>x</b>"}, ok=True, result="<script>@room</script>"
+    )
+    body = tool_calls_content(ToolCallsView("Tool calls", calls=[call]))
+    html = body["formatted_body"]
+    assert html.count("<details>") == 1
+    assert "<summary>files.read_file → ok, 0.0 s</summary>" in html
+    assert "&lt;script&gt;@room&lt;/script&gt;" in html
+    assert "<script" not in html
+    assert "<b>" not in html
+    assert body["m.mentions"] == {}
+    assert "<script>@room</script>" in body["body"]  # the plain body is text, not HTML
