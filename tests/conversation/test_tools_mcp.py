@@ -326,3 +326,27 @@ async def test_a_result_that_pings_and_injects_is_shown_only_inside_code(
     text = view.as_markdown()
     # The whole result sits inside one fenced block whose fence is longer than its backticks.
     assert "\n````\n" + SHOUT + "\n````" in text
+
+
+async def test_rounds_and_total_tool_time_are_bounded(
+    fake_ollama: FakeOllama, tmp_path: Path, search: SearchServer
+) -> None:
+    fake_ollama.add_model("qwen3", capabilities=["completion", "tools"])
+    path = write_config(
+        tmp_path, fake_ollama, search.url, max_tool_rounds=1, total_tool_seconds=0.5
+    )
+    env = {"FILES_API_KEY": FILES_KEY, "FILES_CALLS_LOG": str(tmp_path / "calls.jsonl")}
+    config = load_config(path, env=env)
+    async with Engine(
+        OllamaChatModel(config.ollama.host), SqliteStore(config.storage.path), config
+    ) as engine:
+        assert engine.mcp is not None
+        await engine.mcp.wait_for(lambda h: h.status("files") == "up")
+        await allow(engine, "files.*")
+        fake_ollama.script(call("files__hang"), Reply.text("Gave up waiting."))
+        result, _ = await ask(engine, "wait")
+        assert tool_messages(fake_ollama.requests[-1]) == [
+            "Error: the time allowed for tools in this reply is used up"
+        ]
+        assert fake_ollama.requests[-1].get("tools") in (None, [])  # one round: no more tools
+        assert result.text == "Gave up waiting."

@@ -125,3 +125,16 @@ async def test_http_server_that_goes_away_is_reconnected(search: SearchServer) -
         search.start_again()
         await hub.wait_for(lambda h: h.status("search") == "up")
         assert (await hub.call("search", "find", {"query": "y"})).text.endswith("ollabot.example")
+
+
+async def test_a_server_that_never_answers_blocks_neither_start_nor_the_others(
+    search: SearchServer,
+) -> None:
+    silent = McpServerSpec(name="silent", command=sys.executable, args=("-c", "input()"))
+    web = McpServerSpec(name="search", url=search.url)
+    hub = McpHub([silent, web], connect_timeout=60)
+    async with hub:  # start() returns at once, with "silent" still starting
+        assert hub.status("silent") == "starting"
+        await hub.wait_for(lambda h: h.status("search") == "up")
+        assert hub.status("silent") == "starting"
+        assert (await hub.call("search", "find", {"query": "q"})).text.endswith("example")
