@@ -9,18 +9,23 @@ the command prefix, and the HTML that model output becomes.
 
 from __future__ import annotations
 
+import asyncio
 import html.parser
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+import nio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.discord.render import MAX_CONTENT, clip
 from adapters.matrix.addressing import Facts, addressed, parse_message, strip_mention
+from adapters.matrix.config import MatrixConfig
 from adapters.matrix.render import content, edit_content, render_html
+from adapters.matrix.replies import Replier
+from bot.config import BotConfig
 from bot.conversation.commands import (
     Cot,
     ModelPull,
@@ -28,8 +33,11 @@ from bot.conversation.commands import (
     SystemSet,
     parse_command,
 )
+from bot.conversation.engine import Engine
 from bot.errors import InputRejected
+from bot.model.ollama import OllamaChatModel
 from bot.reply.splitting import fence_state, split_reply, unsplit
+from bot.store.sqlite import SqliteStore
 from bot.validation import validate_input, validate_system_prompt
 
 T = TypeVar("T")
@@ -236,14 +244,40 @@ def test_any_matrix_event_survives_a_json_round_trip_the_way_synapse_serves_it(
     parse_message(served)
 
 
+@pytest.fixture(scope="module")
+def replier() -> Iterator[tuple[Replier, list[Coroutine[Any, Any, None]]]]:
+    """The real Matrix ``Replier`` (the prefix rule needs no homeserver) and what it spawns."""
+    engine = Engine(OllamaChatModel("http://127.0.0.1:9"), SqliteStore(":memory:"), BotConfig())
+    client = nio.AsyncClient("http://127.0.0.1:9", BOT)
+    config = MatrixConfig(homeserver="http://127.0.0.1:9", user_id=BOT)
+    spawned: list[Coroutine[Any, Any, None]] = []
+    yield Replier(client, engine, config, spawned.append), spawned
+    asyncio.run(engine.model.close())
+
+
 @FAST
 @given(rest=hostile_text)
-def test_text_after_the_matrix_prefix_reaches_the_command_parser_whole(rest: str) -> None:
-    # The Replier's rule: the prefix alone, or the prefix and a space, makes a command.
-    prefix = "!ollabot"
-    text = f"{prefix} {rest}".strip()
-    assert text == prefix or text.startswith(prefix + " ")
-    given_to_parser = text[len(prefix) :].strip()
+def test_text_after_the_matrix_prefix_reaches_the_command_parser_whole(
+    replier: tuple[Replier, list[Coroutine[Any, Any, None]]], rest: str
+) -> None:
+    # Drives the Replier's own prefix rule: what its command handler would be given.
+    bot, spawned = replier
+    source = {
+        "type": "m.room.message",
+        "event_id": "$e",
+        "sender": "@someone:example.org",
+        "content": {"msgtype": "m.text", "body": f"!ollabot {rest}"},
+    }
+    message = parse_message(source)
+    assert message is not None
+    spawned.clear()
+    asyncio.run(bot.on_message("!room:example.org", message))
+    [command] = spawned
+    try:
+        assert command.cr_code is Replier._command.__code__
+        given_to_parser = command.cr_frame.f_locals["rest"]
+    finally:
+        command.close()  # inspected, never run: it would need a homeserver
     assert given_to_parser == rest.strip()
     _, err = attempt(lambda: parse_command(given_to_parser))
     assert err is None or err.user_message.strip()
