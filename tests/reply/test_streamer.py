@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -435,16 +435,35 @@ async def test_error_after_partial_text_is_shown_even_without_a_footer() -> None
     assert reply.text == "The first half"
 
 
-async def test_typing_repeats_until_text_and_stops_at_its_limit() -> None:
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until ``condition`` holds (a deadline, never a timing assertion)."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not met")
+
+
+async def test_typing_repeats_until_text_then_stops() -> None:
+    surface = FakeSurface()
+    streamer = ReplyStreamer(surface, typing_interval=0.001, typing_limit=600)
+    await streamer.start()
+    await until(lambda: surface.typing_count >= 3)  # repeats while there is no text
+    streamer.push(answer("Hi"))
+    await surface.wait_calls(1)
+    await until(lambda: not streamer.typing_active)  # the text is visible: typing ends
+    typed = surface.typing_count
+    await streamer.finish(DONE)
+    assert surface.typing_count == typed
+
+
+async def test_typing_stops_at_its_limit_without_text() -> None:
     surface = FakeSurface()
     streamer = ReplyStreamer(surface, typing_interval=0.001, typing_limit=0.05)
     await streamer.start()
-    for _ in range(1000):  # ends by itself at the limit, with no text ever sent
-        if not streamer.typing_active:
-            break
-        await asyncio.sleep(0.005)
-    assert not streamer.typing_active
-    assert surface.typing_count >= 2
+    await until(lambda: not streamer.typing_active)  # ends by itself, no text ever sent
+    assert surface.typing_count >= 1
+    assert surface.calls == []
     await streamer.finish(DONE)
 
 
@@ -472,7 +491,7 @@ async def test_cancelling_the_owner_leaves_no_background_task() -> None:
             await asyncio.Event().wait()
 
     task = asyncio.create_task(owner())
-    await asyncio.sleep(0.01)
+    await until(lambda: pacer.waiting == 1)  # the flusher waits for a grant
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
