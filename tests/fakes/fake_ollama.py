@@ -159,6 +159,10 @@ def normalize_name(name: str) -> str:
     return name if ":" in name else f"{name}:latest"
 
 
+_SETTLE_TURNS = 10
+"""Event-loop turns after which a client's hang-up has reached the fake's handler."""
+
+
 @dataclass
 class Reply:
     """One scripted answer to a ``/api/chat`` request.
@@ -375,6 +379,18 @@ class FakeOllama:
     async def wait_for_requests(self, n: int = 1, within: float = 5.0) -> None:
         """Wait until ``n`` chat requests in total were received."""
         await self._wait(lambda: len(self.requests) >= n, within)
+
+    async def closed_by_client(self) -> int:
+        """``streams_closed_by_client`` once the hang-ups that already happened are delivered.
+
+        No clock and no waiting for something that may come later: the event loop turns a few
+        times (the socket's end reaches the server and cancels its handler on the next turns),
+        so a stream the client closed before this call is counted, and one it leaked (left to
+        the garbage collector) is not.
+        """
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
+        return self.streams_closed_by_client
 
     async def wait_for_client_close(self, n: int = 1, within: float = 5.0) -> None:
         """Wait until ``n`` streams in total were closed by the client before their end."""

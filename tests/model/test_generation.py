@@ -302,7 +302,7 @@ async def test_no_first_token_in_time_raises_timeout_and_closes_the_stream(
 
     assert caught.value.phase == "first token"
     assert len(fake_ollama.requests) == 1
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 async def test_gap_between_tokens_interrupts_after_text_and_closes_the_stream(
@@ -319,7 +319,7 @@ async def test_gap_between_tokens_interrupts_after_text_and_closes_the_stream(
     assert response.content == "quick "
     assert response.error is not None
     assert "between tokens" in response.error
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 async def test_total_time_limit_interrupts_a_reply_that_keeps_streaming(
@@ -336,7 +336,7 @@ async def test_total_time_limit_interrupts_a_reply_that_keeps_streaming(
     assert response.content.startswith("tick ")
     assert response.error is not None
     assert "total" in response.error
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 async def test_a_consumer_slower_than_the_gap_limit_is_not_a_gap_between_tokens(
@@ -377,7 +377,7 @@ async def test_total_limit_passed_while_the_consumer_holds_a_chunk_ends_the_next
     assert "total" in response.error
     assert response.content == "".join(c.content for c in seen)
     assert len(seen) < 50
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 # -- stopping ---------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ async def test_aclose_stops_the_reply_and_closes_the_server_stream(
 
     assert response.outcome is Outcome.STOPPED
     assert response.content == "".join(c.content for c in seen) == "tok tok "
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
     assert fake_ollama.streams_completed == 0
 
 
@@ -414,7 +414,7 @@ async def test_aclose_from_another_task_stops_a_reply_waiting_for_tokens(
 
     assert "".join(c.content for c in chunks) == ""
     assert response.outcome is Outcome.STOPPED
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 async def test_a_stopped_reply_counts_its_streamed_chunks_and_reports_no_speed(
@@ -467,7 +467,7 @@ async def test_async_with_closes_a_reply_left_unfinished(
 
     assert stream.response is not None
     assert stream.response.outcome is Outcome.STOPPED
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
 
 
 async def test_cancelling_the_consumer_task_closes_the_server_stream(
@@ -483,7 +483,7 @@ async def test_cancelling_the_consumer_task_closes_the_server_stream(
     with pytest.raises(asyncio.CancelledError):
         await consumer
 
-    await fake_ollama.wait_for_client_close(1)
+    assert await fake_ollama.closed_by_client() == 1  # closed now, not by the GC later
     assert stream.response is not None
     assert stream.response.outcome is Outcome.STOPPED
 
