@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench load clean
+.PHONY: run test lint bench load mutants clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,5 +41,12 @@ bench: $(STAMP_DEV)
 load: $(STAMP_DEV)
 	$(BIN)/python bench/load.py
 
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml); scores per module.
+# Not part of `make test` (about 15-25 minutes on 2 cores). Results: docs/quality.md.
+mutants: $(STAMP_DEV)
+	rm -rf mutants
+	-$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_scores.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache mutants
