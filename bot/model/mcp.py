@@ -36,8 +36,9 @@ from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
 from bot.errors import ToolError
+from bot.model.mcp_streams import WatchedTransport
 
-__all__ = ["McpHub", "McpServerSpec", "McpToolInfo"]
+__all__ = ["McpHub", "McpResult", "McpServerSpec", "McpToolInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ class McpHub:
             )
             transport = stdio_client(params, errlog=self._errlog or sys.stderr)
         return Client(
-            _WatchedTransport(transport, server.lost),
+            WatchedTransport(transport, server.lost),
             message_handler=on_message,
             read_timeout_seconds=None,
             cache=None,
@@ -404,73 +405,6 @@ class McpHub:
                     listener.cancel()
                     with contextlib.suppress(asyncio.CancelledError, SubscriptionLost):
                         await listener
-
-
-class _WatchedTransport:
-    """A transport whose read stream sets ``lost`` when it ends (the server went away)."""
-
-    def __init__(self, inner: Any, lost: asyncio.Event) -> None:
-        self._inner = inner
-        self._lost = lost
-
-    async def __aenter__(self) -> tuple[Any, Any]:
-        read, write = await self._inner.__aenter__()
-        return _WatchedRead(read, self._lost), write
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self._lost.set()
-        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
-        return result
-
-
-class _WatchedRead:
-    """Delegates to the SDK's read stream; notes its end."""
-
-    def __init__(self, inner: Any, lost: asyncio.Event) -> None:
-        self._inner = inner
-        self._lost = lost
-
-    @property
-    def last_context(self) -> Any:
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._lost.set()
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def __aiter__(self) -> _WatchedRead:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._inner.__anext__()
-        except (StopAsyncIteration, anyio.ClosedResourceError):
-            self._lost.set()
-            raise
-
-    async def __aenter__(self) -> _WatchedRead:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
-        return result
 
 
 def _timed_out(server: str, tool: str, timeout: float) -> ToolError:

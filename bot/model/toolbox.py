@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import re
 import time
@@ -323,12 +322,3 @@ def _cut(text: str, limit: int) -> str:
         return text
     note = f"\n[cut: {len(text) - limit:,} more characters]"
     return text[: max(0, limit - len(note))] + note
-
-
-def describe_call(record: ToolCallRecord, *, max_chars: int = 120) -> str:
-    """``files.read_file(path="notes.md")``, shortened to ``max_chars``."""
-    args = ", ".join(
-        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in record.arguments.items()
-    )
-    text = f"{record.name}({args})"
-    return text if len(text) <= max_chars else text[: max_chars - 2] + "…)"
