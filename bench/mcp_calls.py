@@ -53,11 +53,12 @@ async def main() -> None:
         async with McpHub([files, web]) as hub:
             await hub.wait_for(lambda h: all(h.status(n) == "up" for n in h.server_names))
             box = ToolBox(builtin_tools(), hub)
-            rows = [
-                ("a. built-in calculate", ToolCall(name="calculate", arguments={"expression": "2+3"})),
-                ("b. MCP stdio files.add", ToolCall(name="files__add", arguments={"a": 2, "b": 3})),
-                ("c. MCP HTTP search.find", ToolCall(name="search__find", arguments={"query": "x"})),
+            paths = [
+                ("a. built-in calculate", "calculate", {"expression": "2+3"}),
+                ("b. MCP stdio files.add", "files__add", {"a": 2, "b": 3}),
+                ("c. MCP HTTP search.find", "search__find", {"query": "x"}),
             ]
+            rows = [(label, ToolCall(name=n, arguments=a)) for label, n, a in paths]
             results = [(name, await measure(box, call)) for name, call in rows]
     base = statistics.median(results[0][1])
     print(f"python {platform.python_version()} on {platform.machine()}, {CALLS} calls each")
