@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -99,7 +100,9 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
         self.key_lock = asyncio.Lock()
         # (user, device) whose identity key changed after it was first seen.
         self.changed_keys: set[tuple[str, str]] = set()
-        self._told: set[tuple[str, str, str]] = set()
+        # (room, user, device) -> when the room was last told of that device's new keys
+        self._told: dict[tuple[str, str, str], float] = {}
+        self._told_interval = config.undecryptable_notice_interval
         self._upload_refused = False
 
     @property
@@ -185,7 +188,7 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
     def refusal_for(self, room_id: str) -> KeyChange | None:
         """Why the bot must not encrypt for ``room_id`` now (a verified device's keys changed)."""
         room = self.rooms.get(room_id)
-        if room is None:
+        if room is None or not room.encrypted or not self.encrypting:
             return None
         for user_id, device_id in sorted(self.changed_keys):
             if user_id not in room.users:
@@ -244,11 +247,13 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
             )
 
     async def tell_key_change(self, room_id: str, change: KeyChange) -> None:
-        """Say once per room and device, in plain text, why the bot stopped sending there."""
+        """Say in plain text, now and then per room and device, why the bot stopped sending."""
         told = (room_id, change.user_id, change.device_id)
-        if told in self._told:
+        now = time.monotonic()
+        last = self._told.get(told)
+        if last is not None and now - last < self._told_interval:
             return
-        self._told.add(told)
+        self._told[told] = now
         body = (
             f"🔒 {change.user_id}'s device {change.device_id} presented new encryption keys "
             "since I first saw it. That can mean someone is impersonating it, so I will not send "

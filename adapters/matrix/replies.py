@@ -233,8 +233,7 @@ class Replier:
         text = message.body.strip()
         prefix = self.config.command_prefix
         if text == prefix or text.startswith(prefix + " "):
-            if unverified_device is not None:
-                await self.notices.refuse_unverified(room_id, message, unverified_device)
+            if not await self._may_answer(room_id, message, unverified_device):
                 return
             self._spawn(self._command(room_id, message, text[len(prefix) :].strip()))
             return
@@ -253,10 +252,7 @@ class Replier:
             ),
         )
         reason = addressed(message, facts)
-        if reason is None:
-            return
-        if unverified_device is not None:
-            await self.notices.refuse_unverified(room_id, message, unverified_device)
+        if reason is None or not await self._may_answer(room_id, message, unverified_device):
             return
         log.info(
             "addressed",
@@ -264,6 +260,21 @@ class Replier:
                    "reason": reason.value},
         )  # fmt: skip
         self._spawn(self._turn(room_id, message, display))
+
+    async def _may_answer(
+        self, room_id: str, message: Incoming, unverified_device: str | None
+    ) -> bool:
+        """Whether encryption lets the bot answer here; if not, the sender is told why."""
+        if unverified_device is not None:
+            await self.notices.refuse_unverified(room_id, message, unverified_device)
+            return False
+        refusal = self.client.refusal_for(room_id)
+        if refusal is not None:
+            # Nothing would reach the room encrypted: do not ask the model for an answer.
+            await self.pacer(room_id).acquire()
+            await self.client.tell_key_change(room_id, refusal)
+            return False
+        return True
 
     def _thread_root(self, message: Incoming) -> str | None:
         if message.thread_root is not None:

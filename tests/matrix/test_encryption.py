@@ -339,7 +339,7 @@ async def impersonate(human: CryptoHuman, store: Path) -> None:
 
 
 async def test_a_verified_device_with_new_keys_stops_the_bot_sending_and_it_says_why(
-    person: NewPerson, start_bot: StartBot, tmp_path: Path
+    person: NewPerson, start_bot: StartBot, tmp_path: Path, fake_ollama: FakeOllama
 ) -> None:
     human = person()
     bot = await start_bot(device_trust="verified", **LIFTED)
@@ -350,6 +350,7 @@ async def test_a_verified_device_with_new_keys_stops_the_bot_sending_and_it_says
 
     await impersonate(human, tmp_path / "impostor")
     await human.until(lambda: bot.bot.client.changed_keys)
+    asked_model = len(fake_ollama.requests)
     asked = await human.send(room_id, "still me?")
 
     def told() -> list[Any]:
@@ -366,6 +367,7 @@ async def test_a_verified_device_with_new_keys_stops_the_bot_sending_and_it_says
     assert human.device_id in notice.body
     assert not getattr(notice, "decrypted", False)  # plain: the room is not trusted any more
     assert human.answers(room_id, bot.user_id, asked) == []
+    assert len(fake_ollama.requests) == asked_model  # refused before asking the model
 
 
 async def test_verified_trust_refuses_an_unverified_device_until_emoji_verification(
