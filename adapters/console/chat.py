@@ -212,7 +212,7 @@ class ConsoleChat:
             info = await self._engine.model_info(settings.model)
         except OllabotError:
             return  # the line keeps what it knew; the next reply says what is wrong
-        self.status.context_length = info.context_length
+        self.status.context_length = settings.context_window(info)  # the num_ctx sent
         redraw()
 
     # --- piped input ----------------------------------------------------------------------------

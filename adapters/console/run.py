@@ -117,9 +117,11 @@ async def run_console(
 
 @contextlib.contextmanager
 def _no_echo(stream: TextIO) -> Iterator[None]:
-    """Keys pressed while a reply is drawn are not echoed into it (they wait for the prompt).
+    """While the bot works, keys are not echoed into what it draws: they wait for the prompt.
 
-    Ctrl-C still sends SIGINT, which stops the reply.
+    Canonical mode is off too, so that every key (Ctrl-D included, which the terminal would
+    otherwise turn into an end of file nobody reads) reaches the next prompt as typed. Ctrl-C
+    still sends SIGINT, which stops the reply.
     """
     try:
         fd = stream.fileno()
@@ -128,7 +130,7 @@ def _no_echo(stream: TextIO) -> Iterator[None]:
         yield
         return
     quiet = list(saved)
-    quiet[3] = saved[3] & ~termios.ECHO
+    quiet[3] = saved[3] & ~(termios.ECHO | termios.ICANON)
     termios.tcsetattr(fd, termios.TCSANOW, quiet)
     try:
         yield

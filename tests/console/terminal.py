@@ -120,6 +120,8 @@ class Terminal:
         """Wait for the child to exit; its exit code."""
         try:
             return self._proc.wait(CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the chat did not exit; screen:\n{self.text()}") from None
         finally:
             self.close()
 

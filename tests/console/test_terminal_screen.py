@@ -50,7 +50,7 @@ def _prompt_shows(typed: str) -> Callable[[str], bool]:
 async def test_reply_is_rendered_markdown_pull_shows_a_bar_and_ctrl_c_stops_a_reply(
     tmp_path: Path, fake_ollama: FakeOllama
 ) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, "[defaults]\ncontext_length = 4096\n")
     # Spaced out a little so that the reply is drawn over several frames while it streams.
     fake_ollama.script(
         Reply(tokens=_words(ANSWER), token_delay=0.01),
@@ -94,7 +94,7 @@ async def test_reply_is_rendered_markdown_pull_shows_a_bar_and_ctrl_c_stops_a_re
     assert "for pot in pots:" in lines[row + 1]
     bottom = _bottom(toolbar)
     assert bottom.startswith("llama3.2 \u00b7 balanced \u00b7 context ")
-    used = int(re.search(r"context ([\d,]+)/8,192", bottom).group(1).replace(",", ""))  # type: ignore[union-attr]
+    used = int(re.search(r"context ([\d,]+)/4,096", bottom).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert used > 0
     assert "2.0/2.0 MB" in pulled  # a progress bar, not lines of text
     assert "\u2501" in pulled
@@ -122,7 +122,7 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
         chosen = await asyncio.to_thread(first.wait_for, "now uses")
         first.type("remember the lighthouse" + ENTER)
         await asyncio.to_thread(first.wait_for, "echo: remember the lighthouse")
-        first.type("\x04")  # Ctrl-D leaves
+        first.type("\x04")  # Ctrl-D leaves (pressed as the reply ends: it waits for the prompt)
         assert await asyncio.to_thread(first.wait_exit) == 0
     finally:
         first.close()
