@@ -1,7 +1,12 @@
 """Checking what a user typed before it reaches the model.
 
-Input is cleaned first (control and zero-width characters removed, since they are invisible to
-people but not to the model), then rejected if nothing is left or if it is too long. Callers get
+Input is cleaned first (control characters, zero-width spaces and lone surrogates removed),
+then rejected if nothing is left or if it is too long. Text is otherwise passed on as written:
+the zero-width joiner and non-joiner stay (emoji sequences such as 👩‍👩‍👧 and Persian need
+them), and so do bidirectional controls, which the model may need to read the text right.
+Where the bot echoes user text back into a platform message (names, commands, quotes),
+:func:`neutralise_bidi` removes the bidirectional overrides, so that they cannot reorder the
+bot's own words around them. Callers get
 :class:`bot.errors.InputRejected` with one line fit to show the user, never a pydantic error.
 """
 
@@ -18,21 +23,37 @@ __all__ = [
     "DEFAULT_MAX_CHARS",
     "ChatInput",
     "clean_text",
+    "neutralise_bidi",
     "validate_input",
     "validate_system_prompt",
 ]
 
 DEFAULT_MAX_CHARS = 4096
 
-# C0 controls except \t and \n, DEL, C1 controls, and the zero-width family (ZWSP, ZWNJ, ZWJ,
-# word joiner, BOM). \r is removed too: Windows line endings become plain newlines. Lone
-# surrogates (a JSON "\ud800" escape decodes to one) are no characters at all and cannot be
-# encoded as UTF-8: left in, they would fail the first write to the database or a socket.
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\ud800-\udfff]")
+# C0 controls except \t and \n, DEL, C1 controls, the zero-width space, word joiner and BOM.
+# The zero-width non-joiner and joiner (U+200C, U+200D) are kept: they are part of the text
+# (emoji sequences, Persian and Indic scripts). \r is removed too: Windows line endings become
+# plain newlines. Lone surrogates (a JSON "\ud800" escape decodes to one) are no characters at
+# all and cannot be encoded as UTF-8: left in, they would fail the first write to the database
+# or a socket.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2060\ufeff\ud800-\udfff]")
+
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069).
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def neutralise_bidi(text: str) -> str:
+    """``text`` without bidirectional embeddings, overrides and isolates.
+
+    For user text the bot echoes into its own platform messages (a quoted prompt, a name, a
+    command): an unterminated right-to-left override there would reverse the bot's words that
+    follow it. What goes to the model keeps them.
+    """
+    return _BIDI_CONTROLS.sub("", text)
 
 
 def clean_text(text: str) -> str:
-    """Remove control characters (except newline and tab), zero-width characters, lone surrogates.
+    """Remove control characters (except newline and tab), zero-width spaces, lone surrogates.
 
     Args:
         text: Raw user text.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.conversation.commands import CommandResult
 from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
+from bot.validation import neutralise_bidi
 
 MAX_CONTENT = 2000
 """Discord's limit on a message's ``content``."""
@@ -48,5 +49,5 @@ def clip(text: str, limit: int = MAX_CONTENT) -> str:
 
 
 def render_result(result: CommandResult) -> str:
-    """A command result as one Discord message."""
-    return clip(result.as_markdown())
+    """A command result as one Discord message (echoed user text loses its bidi overrides)."""
+    return clip(neutralise_bidi(result.as_markdown()))

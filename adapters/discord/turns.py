@@ -18,6 +18,7 @@ from adapters.discord.surface import (
 )
 from bot.conversation.commands import CommandContext
 from bot.turn import SessionKey, Turn
+from bot.validation import neutralise_bidi
 
 Interaction = discord.Interaction[Any]
 
@@ -26,7 +27,7 @@ THREAD_NAME_MAX = 100
 
 def thread_name(prompt: str) -> str:
     """A thread title from the prompt: its first line, cut at a word within Discord's 100."""
-    line = " ".join(prompt.split())
+    line = " ".join(neutralise_bidi(prompt).split())
     if len(line) <= THREAD_NAME_MAX:
         return line or "Conversation"
     cut = line[: THREAD_NAME_MAX - 1].rsplit(" ", 1)[0]
@@ -63,7 +64,7 @@ async def chat(interaction: Interaction, rt: Runtime, prompt: str, ctx: CommandC
         pacer = rt.pacer_for(thread.id)
         await pacer.acquire()
         await thread.send(
-            clip(f"**{interaction.user.display_name}** asked:\n>>> {prompt}"),
+            clip(neutralise_bidi(f"**{interaction.user.display_name}** asked:\n>>> {prompt}")),
             allowed_mentions=NO_MENTIONS,
         )
         surface: ChannelSurface | InteractionSurface = ChannelSurface(

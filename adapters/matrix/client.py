@@ -338,7 +338,10 @@ class MatrixBot:
     # --- membership ---------------------------------------------------------------------------
 
     def _invite_allowed(self, room_id: str, inviter: str | None) -> bool:
-        allowed_servers = self.config.allowed_servers or frozenset({self.config.server_name})
+        allowed_servers = self.config.allowed_servers
+        if not allowed_servers and not self.config.allowed_inviters:
+            # Nothing configured: the bot's own server. A list of inviters alone is exhaustive.
+            allowed_servers = frozenset({self.config.server_name})
         if inviter is not None:
             if inviter in self.config.allowed_inviters:
                 return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
@@ -34,8 +35,17 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks":
 )
 
 
+def _is_pill(url: str) -> bool:
+    """A link clients show as a pill: to matrix.to (any case; hosts are case-insensitive)."""
+    try:
+        host = urlsplit(url.strip()).hostname  # lower-cased by urlsplit
+    except ValueError:
+        return True  # unreadable: not worth the risk
+    return host is not None and (host == "matrix.to" or host.endswith(".matrix.to"))
+
+
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    if tag == "a" and attribute == "href" and "matrix.to" in value:
+    if tag == "a" and attribute == "href" and _is_pill(value):
         return None  # no pills: a link to a user or @room would ping
     if tag == "code" and attribute == "class" and not value.startswith("language-"):
         return None

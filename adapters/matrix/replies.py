@@ -34,6 +34,7 @@ from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
 from bot.turn import Attachment, Author, ScopeKind, SessionKey, Turn
+from bot.validation import neutralise_bidi
 
 if TYPE_CHECKING:
     from bot.conversation.engine import Engine
@@ -380,7 +381,7 @@ class Replier:
         try:
             command = parse_command(rest)
         except InputRejected as err:
-            await self._post(sender, err.user_message, msgtype="m.notice")
+            await self._post(sender, neutralise_bidi(err.user_message), msgtype="m.notice")
             return
         if isinstance(command, Cot):
             # A reply like any other: queued, streamed, stoppable with the stop reaction.
@@ -391,7 +392,8 @@ class Replier:
             # Untrusted and long: folded away, never dumped into the room.
             await self._post(sender, "", body=tool_calls_content(result))
             return
-        event_id = await self._post(sender, result.as_markdown(), msgtype="m.notice")
+        text = neutralise_bidi(result.as_markdown())  # echoed user text: no bidi overrides
+        event_id = await self._post(sender, text, msgtype="m.notice")
         if isinstance(result, PullView) and result.progress is not None and event_id:
             await self._show_progress(sender, event_id, result)
 

@@ -71,14 +71,16 @@ def render_status(status: ReplyStatus) -> str:
     """The footer of a finished reply: none when complete, else why it ended early."""
     if status.outcome is Outcome.COMPLETE:
         return ""  # the final edit is exactly the model's text
+    # One newline: the streamer puts the footer on a line of its own after the text, which
+    # makes a paragraph of it; alone (no text), it is the whole message, with no blank line.
     if status.outcome is Outcome.STOPPED:
-        return "\n\n*⏹ Stopped.*"
+        return "\n*⏹ Stopped.*"
     if status.outcome is Outcome.LENGTH:
-        return "\n\n*✂️ Cut at the length limit.*"
+        return "\n*✂️ Cut at the length limit.*"
     reason = status.error or "the reply ended early"
     if status.outcome is Outcome.INTERRUPTED:
-        return f"\n\n*⚠️ Interrupted: {reason}*"
-    return f"\n\n*⚠️ {reason}*"
+        return f"\n*⚠️ Interrupted: {reason}*"
+    return f"\n*⚠️ {reason}*"
 
 
 @dataclass

@@ -195,7 +195,8 @@ class ReplyLayout:
             texts = [(_render(part), len(part.body)) for part in parts]
             last = self._open_text(parts[-1]) if parts and parts[-1].body.strip() else ""
             if self.footer:
-                last = f"{last}\n{self.footer}" if last.strip() else self.footer
+                # Alone, the footer is the whole message: no blank lines before it.
+                last = f"{last}\n{self.footer}" if last.strip() else self.footer.lstrip("\n")
             if parts:
                 texts[-1] = (last or PLACEHOLDER, len(parts[-1].body))
             else:

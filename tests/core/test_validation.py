@@ -6,12 +6,31 @@ import pytest
 from pydantic import ValidationError
 
 from bot.errors import InputRejected
-from bot.validation import ChatInput, clean_text, validate_input, validate_system_prompt
+from bot.validation import (
+    ChatInput,
+    clean_text,
+    neutralise_bidi,
+    validate_input,
+    validate_system_prompt,
+)
 
 
 def test_control_and_zero_width_characters_are_stripped_but_newline_and_tab_kept() -> None:
-    raw = "he\x00l\u200blo\u200c\u200d\u2060\ufeff\x07\n\tworld\x7f\x85"
+    raw = "he\x00l\u200blo\u2060\ufeff\x07\n\tworld\x7f\x85"
     assert validate_input(raw) == "hello\n\tworld"
+
+
+FAMILY = "\U0001f469\u200d\U0001f469\u200d\U0001f467"  # 👩‍👩‍👧: three people joined by ZWJ
+PERSIAN = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # می‌خواهم: needs the ZWNJ
+
+
+def test_joiners_and_bidi_controls_are_passed_on_as_written() -> None:
+    text = f"{FAMILY} {PERSIAN} \u202eevil\u202c \u2067isolated\u2069"
+    assert validate_input(text) == text
+
+
+def test_bidi_overrides_are_neutralised_only_for_echoes() -> None:
+    assert neutralise_bidi(f"\u202eevil\u202c {FAMILY} \u2066x\u2069") == f"evil {FAMILY} x"
 
 
 def test_windows_line_endings_become_newlines() -> None:

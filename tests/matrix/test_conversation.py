@@ -194,6 +194,18 @@ async def test_stop_reaction_stops_a_streaming_reply(
     shown = await human.visible_text(room_id, replies[0]["event_id"])
     assert "Stopped" in shown
     assert "t1999" not in shown
+    assert "\n\n\n" not in shown  # one blank line before the footer, not two
+
+
+async def test_a_notice_alone_starts_with_its_text_not_blank_lines(
+    human: Human, start_bot: StartBot
+) -> None:
+    bot = await start_bot()
+    room_id = await room_with_bot(human, bot)
+    asked = await human.send(room_id, "x" * 5000, mention=bot.user_id)
+    reply = await answer_to(human, bot, room_id, asked)
+    shown = await human.visible_text(room_id, reply["event_id"])
+    assert shown.startswith("*⚠️ Your message is 5,000 characters")
 
 
 async def test_typing_is_shown_while_waiting_for_the_first_token(

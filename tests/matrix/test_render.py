@@ -27,6 +27,14 @@ def test_links_to_matrix_to_lose_their_target_so_nobody_is_pinged() -> None:
     assert 'href="https://ex.org"' in html
 
 
+def test_links_to_matrix_to_in_any_case_lose_their_target() -> None:
+    html = render_html(
+        "[a](HTTPS://MATRIX.TO/#/@room:example.org) [b](https://Matrix.To/#/@alice:ex.org)"
+    )
+    assert "matrix.to" not in html.lower()
+    assert "<a" in html  # the links stay, without a target
+
+
 def test_javascript_links_are_dropped() -> None:
     assert "<a" not in render_html('<a href="javascript:alert(1)">x</a>')
     assert 'href="javascript' not in render_html("[x](javascript:alert(1))")

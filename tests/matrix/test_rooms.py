@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,23 @@ async def test_invite_from_an_allowed_inviter_is_accepted(
     )
     room_id = await human.create_room(invite=(bot.user_id,))
     await human.wait_joined(room_id, bot.user_id)
+
+
+async def test_with_only_allowed_inviters_others_of_the_own_server_are_declined(
+    synapse: SynapseServer, new_human: Any, start_bot: StartBot
+) -> None:
+    """``allowed_inviters`` alone is the whole list: the own-server default does not apply."""
+    friend: Human = new_human()
+    stranger: Human = new_human()
+    bot = await start_bot(allowed_inviters=frozenset({friend.user_id}))
+    declined_room = await stranger.create_room(invite=(bot.user_id,))
+    accepted_room = await friend.create_room(invite=(bot.user_id,))
+    await friend.wait_joined(accepted_room, bot.user_id)
+
+    async def declined() -> bool:
+        return await membership(synapse, stranger, declined_room, bot.user_id) == "leave"
+
+    await eventually(declined)
 
 
 async def test_bot_leaves_when_it_is_the_last_member(

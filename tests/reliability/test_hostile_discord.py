@@ -72,7 +72,7 @@ async def test_a_100000_character_message_is_refused_with_its_size_and_never_rea
 async def test_control_and_zero_width_characters_are_removed_before_the_model_sees_them(
     world: World, bot: DiscordBot, fake_ollama: FakeOllama
 ) -> None:
-    padded = "\u200b" * 100_000 + "he\x00l\u200dlo\x07 wor\ufeffld\x1b"
+    padded = "\u200b" * 100_000 + "he\x00l\u2060lo\x07 wor\ufeffld\x1b"
     await mention(world, world.alice, padded)
     [reply] = await finished_reply(world.fake, world.general.id)
     assert last_prompt(fake_ollama) == "hello world"

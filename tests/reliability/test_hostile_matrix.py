@@ -99,7 +99,7 @@ async def test_control_and_zero_width_characters_never_reach_the_model(
     bot = await start_bot()
     room_id = await room_with_bot(human, bot)
     asked = await human.send(
-        room_id, "\u200b" * 5_000 + "he\x00l\u200dlo\x07 wor\ufeffld\x1b", mention=bot.user_id
+        room_id, "\u200b" * 5_000 + "he\x00l\u2060lo\x07 wor\ufeffld\x1b", mention=bot.user_id
     )
     assert await answer_text(human, bot, room_id, asked) == "echo: hello world"
     assert fake_ollama.requests[-1]["messages"][-1]["content"] == "hello world"
