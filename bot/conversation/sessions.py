@@ -250,10 +250,6 @@ class SessionManager:
         # Else the request is still being prepared: it sees ``stop_requested`` when it starts.
         return True
 
-    def queue_length(self, key: SessionKey) -> int:
-        slot = self._slots.get(key)
-        return 0 if slot is None else slot.waiting
-
 
 async def _take(
     limiters: LRUCache[str, AsyncLimiter], user_id: str, rate: float, what: str
