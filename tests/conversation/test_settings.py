@@ -119,3 +119,104 @@ def test_command_text_parses_into_the_command(text: str, expected: object) -> No
 def test_bad_command_text_is_refused_with_usage(text: str) -> None:
     with pytest.raises(InputRejected):
         parse_command(text)
+
+
+# --- each parser's edges and words (pinned: mutation testing found them unchecked) ---------------
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        (SettingKey.THINK, True, True),
+        (SettingKey.THINK, False, False),
+        *[(SettingKey.THINK, word, True) for word in ("on", " TRUE ", "yes", "1")],
+        *[(SettingKey.SHOW_THINKING, word, False) for word in ("off", "False", "no", "0")],
+        (SettingKey.TEMPERATURE, "0", 0.0),
+        (SettingKey.TEMPERATURE, "2", 2.0),
+        (SettingKey.TOP_P, "0.01", 0.01),
+        (SettingKey.TOP_P, 1, 1.0),
+        (SettingKey.SEED, "0", 0),
+        (SettingKey.NUM_PREDICT, "1", 1),
+        (SettingKey.CONTEXT_LENGTH, " 8,192 ", 8192),
+        (SettingKey.CONTEXT_LENGTH, "1_048_576", 1 << 20),
+        (SettingKey.CONTEXT_LENGTH, "512", 512),
+        (SettingKey.MODEL, "  qwen3:8b ", "qwen3:8b"),
+        (SettingKey.MODEL, "m" * 200, "m" * 200),
+        (SettingKey.MODE, " PRECISE ", "precise"),
+        (SettingKey.SYSTEM_PROMPT, "  Be kind.  ", "Be kind."),
+        (SettingKey.SYSTEM_PROMPT, "x" * 4000, "x" * 4000),
+        (SettingKey.SEED, None, None),
+    ],
+)
+def test_values_at_the_edges_are_accepted_and_normalised(
+    key: SettingKey, raw: object, expected: object
+) -> None:
+    assert parse_value(key, raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "message"),
+    [
+        (SettingKey.THINK, "maybe", "Say `on` or `off`."),
+        (SettingKey.TEMPERATURE, "2.01", "temperature must be a number from 0 to 2."),
+        (SettingKey.TEMPERATURE, "-0.01", "temperature must be a number from 0 to 2."),
+        (SettingKey.TEMPERATURE, "warm", "temperature must be a number from 0 to 2."),
+        (SettingKey.TOP_P, "0", "top_p must be a number from 0.01 to 1."),
+        (SettingKey.TOP_P, [], "top_p must be a number from 0.01 to 1."),
+        (SettingKey.SEED, "-1", "seed must be at least 0."),
+        (SettingKey.SEED, "1.5", "seed must be a whole number."),
+        (SettingKey.SEED, [], "seed must be a whole number."),
+        (SettingKey.NUM_PREDICT, "0", "num_predict must be at least 1."),
+        (
+            SettingKey.CONTEXT_LENGTH,
+            "lots",
+            "context_length is a number of tokens from 512 to 1,048,576, like `8192`.",
+        ),
+        (
+            SettingKey.CONTEXT_LENGTH,
+            str((1 << 20) + 1),
+            "context_length is a number of tokens from 512 to 1,048,576.",
+        ),
+        (SettingKey.CONTEXT_LENGTH, "511", "from 512"),
+        (SettingKey.MODEL, "m" * 201, "A model name is one word"),
+        (SettingKey.MODEL, "two words", "A model name is one word, like `llama3.2` or `qwen3:8b`."),
+        (SettingKey.MODEL, "   ", "A model name is one word"),
+        (SettingKey.MODE, "loud", "Unknown mode 'loud'. Modes: balanced, precise, creative, code."),
+        (
+            SettingKey.SYSTEM_PROMPT,
+            "x" * 4001,
+            "The system prompt is 4,001 characters; the limit is 4,000.",
+        ),
+        (SettingKey.SYSTEM_PROMPT, " ", "must not be empty (use `system clear` instead)."),
+    ],
+)
+def test_values_past_the_edges_are_refused_with_the_rule(
+    key: SettingKey, raw: object, message: str
+) -> None:
+    with pytest.raises(InputRejected) as refused:
+        parse_value(key, raw)
+    assert message in refused.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("kind", "thread", "server", "expected"),
+    [
+        (None, None, "g", (ScopeKind.ROOM, "r")),
+        (None, "t", "g", (ScopeKind.THREAD, "r/t")),
+        (ScopeKind.SERVER, "t", "g", (ScopeKind.SERVER, "g")),
+        (ScopeKind.ROOM, "t", None, (ScopeKind.ROOM, "r")),
+    ],
+)
+def test_a_command_applies_to_the_named_scope_else_the_narrowest(
+    kind: ScopeKind | None, thread: str | None, server: str | None, expected: tuple[ScopeKind, str]
+) -> None:
+    scope = target_scope(SessionKey("p", "r", thread), server, kind)
+    assert (scope.platform, scope.kind, scope.id) == ("p", *expected)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"), [(ScopeKind.SERVER, "a server"), (ScopeKind.THREAD, "a thread")]
+)
+def test_a_scope_the_conversation_is_not_in_is_refused_by_name(kind: ScopeKind, words: str) -> None:
+    with pytest.raises(InputRejected, match=f"This conversation is not in {words}."):
+        target_scope(SessionKey("p", "r"), None, kind)

@@ -169,3 +169,51 @@ def test_pacers_reject_impossible_settings() -> None:
         TokenBucketPacer(0, 5)
     with pytest.raises(ValueError, match="interval"):
         IntervalPacer(-1)
+
+
+# --- exact 429 learning (each value pinned: mutation testing found these unchecked) ------------
+
+
+async def test_a_429_blocks_exactly_its_retry_after_then_lets_one_operation_through() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    pacer.penalize(2.5)
+    assert pacer.tokens == 1.0  # nothing saved up for a burst after the block
+    assert await grant_times(pacer, clock, 2) == [2.5, pytest.approx(2.5 + 1 / 0.75)]
+    assert pacer.penalties == 1
+
+
+async def test_each_new_429_slows_by_a_quarter_and_a_burst_of_one_down_to_the_floors() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=8.0, burst=3)
+    expected_rates = [6.0, 4.5, 3.375, 2.53125, 1.8984375, 1.423828125, 1.0678710937, 1.0]
+    for rate in expected_rates:
+        pacer.penalize(0.1)
+        clock.now += 0.2  # past the block: the next 429 is a new one
+        assert pacer.rate == pytest.approx(rate)
+    assert pacer.burst == 1  # 3 -> 2 -> 1, never 0
+    pacer.penalize(-5)  # a negative retry_after blocks nothing
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(1.6)]
+
+
+async def test_a_repeated_429_keeps_the_longer_block_and_learns_once() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=4)
+    pacer.penalize(3.0)
+    clock.now += 1.0
+    pacer.penalize(1.0)  # inside the first block: the same 429 again
+    assert (pacer.rate, pacer.burst, pacer.penalties) == (0.75, 3, 2)
+    assert await grant_times(pacer, clock, 1) == [3.0]  # the longer block stands
+
+
+async def test_interval_pacer_learns_from_a_new_429_once_and_never_below_a_tenth() -> None:
+    clock = FakeClock()
+    pacer = IntervalPacer(0.0, clock=clock, sleep=clock.sleep)
+    pacer.penalize(1.0)
+    assert pacer.interval == 0.1
+    pacer.penalize(5.0)  # inside the block: not learnt again, but the block grows
+    assert pacer.interval == 0.1
+    assert await grant_times(pacer, clock, 1) == [5.0]
+    pacer.penalize(-1)
+    assert pacer.interval == pytest.approx(0.15)
+    assert pacer.penalties == 3
