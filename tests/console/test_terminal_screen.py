@@ -32,6 +32,12 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text)
 
 
+def _user_texts(body: dict[str, object]) -> list[str]:
+    messages = body["messages"]
+    assert isinstance(messages, list)
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
 def _bottom(screen: str) -> str:
     """The last line on screen: the status line."""
     return screen.split("\n")[-1].strip()
@@ -64,7 +70,7 @@ async def test_reply_is_rendered_markdown_pull_shows_a_bar_and_ctrl_c_stops_a_re
         screen = await asyncio.to_thread(term.wait_for, "tokens/s")
         # The status line at the bottom: model, mode, context used of its length, speed.
         toolbar = await asyncio.to_thread(
-            term.wait_for, lambda s: "balanced" in _bottom(s) and "tokens/s" in _bottom(s)
+            term.wait_for, lambda s: "/4,096" in _bottom(s) and "tokens/s" in _bottom(s)
         )
         term.type("/model pull phi3" + ENTER)
         pulled = await asyncio.to_thread(term.wait_for, "success")
@@ -122,6 +128,8 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
         chosen = await asyncio.to_thread(first.wait_for, "now uses")
         first.type("remember the lighthouse" + ENTER)
         await asyncio.to_thread(first.wait_for, "echo: remember the lighthouse")
+        first.type("two lines:\x1b\rsecond line" + ENTER)  # Alt-Enter (Esc, Enter): a new line
+        await asyncio.to_thread(first.wait_for, "second line\nllama3.2")
         first.type("\x04")  # Ctrl-D leaves (pressed as the reply ends: it waits for the prompt)
         assert await asyncio.to_thread(first.wait_exit) == 0
     finally:
@@ -130,12 +138,19 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
     second = Terminal("--config", str(config), "chat", cwd=tmp_path, env=env)
     try:
         await asyncio.to_thread(second.wait_for, _prompt_shows(""))
-        second.type(UP)
-        await asyncio.to_thread(second.wait_for, _prompt_shows("remember the lighthouse"))
-        second.type(UP)
-        await asyncio.to_thread(second.wait_for, _prompt_shows("/model set llama3.2:latest"))
+        second.type(UP)  # the last message of the first run, both its lines
+        recalled = await asyncio.to_thread(second.wait_for, "second line")
         second.type("\x03")  # Ctrl-C at the prompt: clears the line, says how to leave
         hint = await asyncio.to_thread(second.wait_for, "Ctrl-C again")
+        second.type("\x12light")  # Ctrl-R: search what was typed, in earlier runs too
+        await asyncio.to_thread(second.wait_for, "the lighthouse")
+        second.type(ENTER)  # takes the line found
+        await asyncio.to_thread(second.wait_for, _prompt_shows("remember the lighthouse"))
+        second.type(ENTER)
+        await asyncio.to_thread(second.wait_for, "echo: remember the lighthouse")
+        await asyncio.to_thread(second.wait_for, _prompt_shows(""))
+        second.type("\x03")
+        await asyncio.to_thread(second.wait_for, "Ctrl-C again")
         second.type("\x03")  # pressed again: leaves
         code = await asyncio.to_thread(second.wait_exit)
     finally:
@@ -145,4 +160,7 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
     assert "/mode" in menu
     assert "This chat now uses llama3.2:latest." in chosen
     assert "Ctrl-D" in hint
+    assert "> two lines:" in recalled
     assert code == 0
+    assert _user_texts(fake_ollama.requests[1])[-1] == "two lines:\nsecond line"
+    assert _user_texts(fake_ollama.requests[2])[-1] == "remember the lighthouse"
