@@ -78,6 +78,8 @@ class MatrixBot:
             notify=self.replier.notice_reply,
             handle=self._on_decrypted,
             is_moderator=self.replier.is_moderator,
+            store=engine.store,
+            state_key=self._key("undecryptable"),
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
@@ -159,6 +161,8 @@ class MatrixBot:
         await self._take_sync_lease()
         try:
             await self.login()
+            if self.client.encrypting:
+                await self.e2ee.undecryptable.load()
             await self._sync_once(first=True)
         except BaseException:
             await self.client.close()

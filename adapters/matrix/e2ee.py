@@ -24,6 +24,7 @@ from adapters.matrix.undecryptable import Undecryptable
 from adapters.matrix.verification import Verifier
 from bot.errors import OllabotError
 from bot.reply.streamer import Pacer
+from bot.store.port import Store
 
 __all__ = ["EncryptionNotices", "SyncEncryption"]
 
@@ -54,6 +55,8 @@ class SyncEncryption:
         notify: Posts a notice replying to an event: ``(room, event_id, text)``.
         handle: Handles an event decrypted late, like one that came decrypted.
         is_moderator: Whether a user moderates a room: ``(room, user)``.
+        store: The bot's store (messages waiting for their key survive a restart there).
+        state_key: The state key for them.
     """
 
     def __init__(
@@ -64,11 +67,15 @@ class SyncEncryption:
         notify: Callable[[str, str, str], Awaitable[None]],
         handle: Callable[[str, Any], Awaitable[None]],
         is_moderator: Callable[[str, str], bool],
+        store: Store,
+        state_key: str,
     ) -> None:
         self.client = client
         self.config = config
         self._is_moderator = is_moderator
-        self.undecryptable = Undecryptable(client, config, spawn, notify, handle)
+        self.undecryptable = Undecryptable(
+            client, config, spawn, notify, handle, store=store, state_key=state_key
+        )
         self.verifier = Verifier(client, self.may_verify)
 
     async def after_sync(self, response: nio.SyncResponse) -> None:

@@ -226,7 +226,8 @@ async def test_undecryptable_message_gets_one_notice_and_a_late_key_one_answer(
         withheld[0]
     ]
 
-    # The key arrives late: each message is answered, once.
+    # The bot restarts meanwhile; then the key arrives: each message is answered, once.
+    await bot.restart()
     human.client.unblacklist_device(bot_device)
     await _send_room_key(human, bot_device, room_key)
     await answered(human, bot, room_id, withheld[0], count=2)  # the notice, then the answer
