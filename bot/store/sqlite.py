@@ -353,6 +353,11 @@ class SqliteStore(SqliteDatabase):
         async with self._transaction("acquire lease") as db:
             await boots.acquire_lease(db, name, self.boot, self.instance)
 
+    async def running_elsewhere(self) -> list[tuple[str, str, int]]:
+        """(instance, host, pid) of the other live stores on this file: running bots."""
+        async with self._op("read boots") as db:
+            return await boots.live_boots(db, self.boot)
+
     async def release_lease(self, name: str) -> None:
         """Give the lease ``name`` up, if this store holds it."""
         async with self._op("release lease") as db:

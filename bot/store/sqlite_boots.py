@@ -21,7 +21,14 @@ import aiosqlite
 from bot.errors import LeaseHeld
 from bot.store.sqlite_db import fetch, now, run
 
-__all__ = ["acquire_lease", "boot_is_gone", "close_boot", "open_boot", "release_lease"]
+__all__ = [
+    "acquire_lease",
+    "boot_is_gone",
+    "close_boot",
+    "live_boots",
+    "open_boot",
+    "release_lease",
+]
 
 
 def _pid_runs(pid: int) -> bool:
@@ -63,6 +70,20 @@ async def boot_is_gone(db: aiosqlite.Connection, boot: int | None) -> bool:
     if closed_at is not None:
         return True
     return host == socket.gethostname() and not _pid_runs(int(pid))
+
+
+async def live_boots(db: aiosqlite.Connection, but: int) -> list[tuple[str, str, int]]:
+    """(instance, host, pid) of every boot still alive, except ``but`` (the caller's)."""
+    rows = await fetch(
+        db,
+        "SELECT boot, instance, host, pid FROM boots WHERE closed_at IS NULL AND boot != ?",
+        (but,),
+    )
+    return [
+        (str(instance), str(host), int(pid))
+        for boot, instance, host, pid in rows
+        if not await boot_is_gone(db, int(boot))
+    ]
 
 
 async def acquire_lease(db: aiosqlite.Connection, name: str, boot: int, instance: str) -> None:

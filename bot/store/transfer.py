@@ -18,7 +18,14 @@ from bot.errors import StoreError
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SqliteStore
 
-__all__ = ["TABLES", "Table", "TableCount", "TargetNotEmpty", "copy_sqlite_to_postgres"]
+__all__ = [
+    "TABLES",
+    "SourceRunning",
+    "Table",
+    "TableCount",
+    "TargetNotEmpty",
+    "copy_sqlite_to_postgres",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,18 @@ class TargetNotEmpty(StoreError):
         )
 
 
+class SourceRunning(StoreError):
+    """A bot still runs on the SQLite file to copy."""
+
+    def __init__(self, running: list[tuple[str, str, int]]) -> None:
+        self.running = running
+        who = ", ".join(f"instance '{i}', pid {pid} on {host}" for i, host, pid in running)
+        super().__init__(
+            f"A bot is still running on the SQLite file ({who}); stop it first, or the copy "
+            "misses what it writes meanwhile."
+        )
+
+
 async def copy_sqlite_to_postgres(
     source: SqliteStore, target: PostgresStore, *, replace: bool = False
 ) -> list[TableCount]:
@@ -138,9 +157,13 @@ async def copy_sqlite_to_postgres(
         One count per table, in :data:`TABLES` order.
 
     Raises:
+        SourceRunning: A bot still runs on the SQLite file (its copy would miss what it writes).
         TargetNotEmpty: The target holds data and ``replace`` is false.
         StoreError: Either database failed (the target is then left as it was).
     """
+    running = await source.running_elsewhere()
+    if running:
+        raise SourceRunning(running)
     before = {table.name: await target.count_rows(table.name) for table in TABLES}
     if any(before.values()) and not replace:
         raise TargetNotEmpty(before)

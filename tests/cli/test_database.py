@@ -158,6 +158,14 @@ async def test_migrate_copies_everything_verifies_counts_and_refuses_a_full_targ
     assert "--force" in refused.stderr
     assert PASSWORD not in refused.output
 
+    # A bot still running on the file (this test process holds it open) is not copied.
+    async with SqliteStore(source, instance="still-running"):
+        running = await run_ollabot(*args, "--force", cwd=tmp_path)
+    assert running.code == 1
+    assert (
+        f"A bot is still running on the SQLite file (instance 'still-running', pid {os.getpid()}"
+    ) in running.stderr
+
     forced = await run_ollabot(*args, "--force", cwd=tmp_path)
     assert forced.code == 0, forced.output
     async with PostgresStore(postgres_url) as again:
