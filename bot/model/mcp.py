@@ -257,6 +257,15 @@ class McpHub:
                 f"The tool server '{server}' sent a reply the bot could not read.",
                 detail=f"mcp {server}.{tool}: {type(err).__name__}",
             ) from err
+        except Exception as err:
+            # The SDK's transports can fail in ways it does not translate (an HTTP client
+            # error, an exception group from its task groups). Not hidden: the call fails with
+            # the reason, the model and the user see it, the log has the trace.
+            log.warning("MCP call failed", extra={"mcp_server": server}, exc_info=True)
+            raise ToolError(
+                f"{server}.{tool} failed: {_describe(err)}",
+                detail=f"mcp {server}.{tool}: {type(err).__name__}",
+            ) from err
         return McpResult(_result_text(result), bool(result.is_error))
 
     # --- supervision ----------------------------------------------------------------------------

@@ -85,14 +85,22 @@ def _safe(text: str) -> str:
 def model_names(qualified: Iterable[str]) -> dict[str, str]:
     """Model-safe, unique names for ``qualified`` tool names (``server.tool`` -> ``server__tool``).
 
-    A name that is too long, or that would collide with another, gets a short hash of its
-    qualified name, so the mapping stays one to one.
+    Names that need no cleaning are served first, so they keep their natural form; a name that
+    is too long, or that would collide with another, gets a short hash of its qualified name, so
+    the mapping stays one to one whatever the order.
     """
     names: dict[str, str] = {}
     taken: set[str] = set()
-    for q in sorted(set(qualified)):
+
+    def natural(q: str) -> str:
         server, dot, tool = q.partition(".")
-        candidate = f"{_safe(server)}__{_safe(tool)}" if dot else _safe(q)
+        return f"{_safe(server)}__{_safe(tool)}" if dot else _safe(q)
+
+    def clean(q: str) -> bool:
+        return natural(q).replace("__", ".", 1) == q or natural(q) == q
+
+    for q in sorted(set(qualified), key=lambda q: (not clean(q), q)):
+        candidate = natural(q)
         if len(candidate) > MAX_NAME or candidate in taken:
             digest = hashlib.sha256(q.encode()).hexdigest()
             size = 8
@@ -205,7 +213,7 @@ class ToolBox:
             builtin = self._builtins[entry.qualified]
             try:
                 async with asyncio.timeout(self.builtin_timeout):
-                    return await builtin.invoke(dict(arguments))
+                    text = await builtin.invoke(dict(arguments))
             except TimeoutError as err:
                 raise ToolError(
                     f"{entry.qualified} took longer than {self.builtin_timeout:g} s "
@@ -213,6 +221,9 @@ class ToolBox:
                 ) from err
             except ValidationError as err:
                 raise ToolError(f"bad arguments for {entry.qualified}: {err}") from err
+            if text.startswith("Error:"):  # the built-ins report their refusals as text
+                raise ToolError(text.removeprefix("Error:").strip())
+            return text
         if self.hub is None:  # pragma: no cover - entries with a server come from the hub
             raise ToolError(f"There is no MCP server '{entry.server}'.")
         result = await self.hub.call(entry.server, entry.tool, arguments)
