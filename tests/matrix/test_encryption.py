@@ -400,6 +400,34 @@ async def test_verified_trust_refuses_an_unverified_device_until_emoji_verificat
     assert [e.event_id for e in assert_all_encrypted(human, room_id, bot)] == [refusal[0].event_id]
 
 
+async def test_emoji_verification_is_refused_to_a_member_who_is_not_a_moderator(
+    person: NewPerson, start_bot: StartBot
+) -> None:
+    bot = await start_bot(device_trust="verified", **LIFTED)
+    mod, member = person(), person()
+    response = await mod.client.room_create(
+        name="encrypted team",
+        invite=[bot.user_id, member.user_id],
+        initial_state=[ENCRYPTION_STATE],
+    )
+    assert isinstance(response, nio.RoomCreateResponse), response
+    room_id = response.room_id
+    await member.until(lambda: room_id in member.client.invited_rooms)
+    await member.join(room_id)
+    await member.wait_member(room_id, bot.user_id)
+    bot_side = bot.bot.client
+    await member.until(lambda: member.device_id in bot_side.device_store[member.user_id])
+    bot_device = member.client.device_store[bot.user_id][bot_side.device_id]
+
+    response = await member.client.start_key_verification(bot_device)
+    assert isinstance(response, nio.ToDeviceResponse), response
+    [sas] = list(member.client.key_verifications.values())
+
+    await member.until(lambda: sas.canceled)
+    device = bot_side.device_store[member.user_id][member.device_id]
+    assert not device.verified
+
+
 async def verify_with_emoji(human: CryptoHuman, bot: RunningBot) -> None:
     """The person starts SAS with the bot's device and confirms the emoji, as in Element."""
     client = human.client
