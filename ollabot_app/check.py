@@ -6,14 +6,18 @@ Neither prints a secret: only whether each one is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from bot.config import BotConfig
+from bot.conversation.tooling import hub_specs
 from bot.errors import OllamaError, StoreError
+from bot.model.mcp import McpHub
 from bot.model.port import ChatModel, short_host
 from bot.store.postgres import PostgresStore
 from bot.types import ModelInfo
@@ -49,6 +53,9 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
     else:
         healthy &= _check_storage(config.storage.path, out)
 
+    if config.mcp.servers:
+        healthy &= await _check_mcp(config, out)
+
     for status in adapter_statuses(config, source=source):
         if not status.configured:
             _line(out, OFF, status.name, status.summary)
@@ -61,6 +68,41 @@ async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> 
             healthy &= fine
             _line(out, OK if fine else BAD, what, text)
     return 0 if healthy else 1
+
+
+MCP_CHECK_SECONDS = 30.0
+
+
+async def _check_mcp(config: BotConfig, out: TextIO) -> bool:
+    """Start each MCP server once and list its tools (the values of ``env`` are never shown)."""
+    hub = McpHub(hub_specs(config), connect_timeout=MCP_CHECK_SECONDS)
+    names = hub.server_names
+    async with hub:
+        with contextlib.suppress(TimeoutError):
+            await hub.wait_for(
+                lambda h: all(h.status(n) == "up" or h.restarts(n) > 0 for n in names),
+                within=MCP_CHECK_SECONDS,
+            )
+        tools = hub.tools()
+        statuses = {name: hub.status(name) for name in names}
+    healthy = True
+    for server in config.mcp.servers:
+        where = f"stdio {server.command}" if server.command else f"http {_no_userinfo(server.url)}"
+        status = statuses[server.name]
+        if status == "up":
+            count = sum(1 for t in tools if t.server == server.name)
+            _line(out, OK, f"mcp {server.name}", f"up ({where}), {count} tools")
+        else:
+            healthy = False
+            _line(out, BAD, f"mcp {server.name}", f"{status} ({where})")
+    return healthy
+
+
+def _no_userinfo(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 async def _check_database(config: BotConfig, out: TextIO) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from nio.store import DefaultStore
 
 from tests.cli.runner import closed_port_url, run_ollabot, write_config
 from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.mcp_launch import FILES_SCRIPT
 
 SECRET = "sekrit-discord-token-0123456789"
 
@@ -139,3 +143,27 @@ async def test_check_shows_the_database_size(tmp_path: Path, fake_ollama: FakeOl
     (tmp_path / "ollabot.db-wal").write_bytes(b"\0" * 500_000)
     after = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
     assert "is writable (database 3.0 MB)" in after.stdout
+
+
+async def test_check_starts_each_mcp_server_and_says_which_is_down(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    body = (
+        f'[[mcp.servers]]\nname = "files"\ncommand = {json.dumps(sys.executable)}\n'
+        f"args = [{json.dumps(str(FILES_SCRIPT))}]\n"
+        'env = { API_KEY = "FILES_API_KEY" }\n\n'
+        f'[[mcp.servers]]\nname = "gone"\nurl = "http://user:pw@{closed_port_url()[7:]}/mcp"\n'
+    )
+    config = write_config(tmp_path, body)
+    env = {"OLLAMA_HOST": fake_ollama.url, "FILES_API_KEY": SECRET}
+
+    result = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+
+    assert result.code == 1, result.output
+    assert re.search(r"\[ok\] mcp files: up \(stdio .*python[^)]*\), \d+ tools", result.stdout)
+    assert re.search(
+        r"\[!!\] mcp gone: down: .* \(http http://127\.0\.0\.1:\d+/mcp\)", result.stdout
+    )
+    assert SECRET not in result.output
+    assert "pw@" not in result.output
+    assert "Traceback" not in result.output
