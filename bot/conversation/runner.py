@@ -178,9 +178,17 @@ class CommandRunner:
                 stats = await self._store.channel_stats(ctx.key.platform, ctx.key.room)
                 return StatsView(f"Statistics for this {ctx.room_word}", stats=stats)
             case Reset():
-                await self._sessions.stop(ctx.key)
-                await self._store.reset_session(ctx.key)
-                return CommandResult("Conversation reset", "The bot starts afresh here.")
+                # The place's conversations: in a thread (or a reply chain) that one; in a
+                # channel or room its own, its reply chains and its threads. Replies being
+                # written finish in the old conversation; nothing is stopped.
+                await self._store.reset_place(ctx.key)
+                where = "thread" if ctx.key.thread else ctx.room_word
+                also = "" if ctx.key.thread else ", its reply chains and threads included"
+                return CommandResult(
+                    "Conversation reset",
+                    f"The bot starts afresh in this {where}{also}: the next message carries no "
+                    "earlier one.",
+                )
             case Stop():
                 return stop_result(await self._turns.stop(ctx.key, ctx.author))
             case ToolsList() | ToolsAllow() | ToolsDeny() | ToolsCalls():

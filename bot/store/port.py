@@ -136,6 +136,15 @@ class Store(Protocol):
         """Start a fresh session at ``key`` (old history kept but no longer used); its id."""
         ...
 
+    async def reset_place(self, key: SessionKey) -> int:
+        """Start afresh every conversation under ``key``; how many had a session.
+
+        With a thread, that thread's conversation; without, the room's own and every thread's
+        (or reply chain's) in it. Old history is kept but no longer used; the next message in
+        each starts a new session.
+        """
+        ...
+
     async def append(self, session_id: int, message: NewMessage) -> int:
         """Store a message; returns its id."""
         ...

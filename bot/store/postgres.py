@@ -149,6 +149,17 @@ class PostgresStore(PostgresDatabase):
 
     # Messages
 
+    async def reset_place(self, key: SessionKey) -> int:
+        """Start afresh every conversation under ``key``; how many had a session."""
+        sql = "UPDATE sessions SET active = FALSE WHERE platform = $1 AND room = $2 AND active"
+        args: list[str] = [key.platform, key.room]
+        if key.thread is not None:
+            sql += " AND thread = $3"
+            args.append(key.thread)
+        async with self.transaction("reset place") as conn:
+            status = await conn.execute(sql, *args)
+        return int(str(status).rsplit(" ", 1)[-1])
+
     async def append(self, session_id: int, message: NewMessage) -> int:
         """Store a message in a session, stamped with this instance and boot; returns its id."""
         async with self.op("append message") as conn:

@@ -178,6 +178,16 @@ class SqliteStore(SqliteDatabase):
                 (*params, now()),
             )
 
+    async def reset_place(self, key: SessionKey) -> int:
+        """Start afresh every conversation under ``key``; how many had a session."""
+        sql = "UPDATE sessions SET active = 0 WHERE platform = ? AND room = ? AND active = 1"
+        params: tuple[str, ...] = (key.platform, key.room)
+        if key.thread is not None:
+            sql += " AND thread = ?"
+            params += (key.thread,)
+        async with self._transaction("reset place") as db:
+            return max(0, await run(db, sql, params))
+
     # Messages
 
     async def append(self, session_id: int, message: NewMessage) -> int:

@@ -148,3 +148,21 @@ async def test_a_space_needs_the_power_level_in_every_room_of_it_or_a_bot_admin(
     await eventually(lambda: bob.replies_to(room_b, bot.user_id, asked))
     await bot.bot.idle()
     assert fake_ollama.requests[-1]["model"].startswith("qwen3")
+
+
+async def test_reset_in_the_room_clears_its_threads_and_the_next_request_is_fresh(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    bot = await start_bot()
+    mod, _member, room_id = await setup_room(new_human, bot)
+    root = await mod.send(room_id, "remember 42", mention=bot.user_id)
+    await eventually(lambda: mod.replies_to(room_id, bot.user_id, root))
+    await bot.bot.idle()
+
+    reset = await mod.send(room_id, "!ollabot reset")
+    assert "Conversation reset" in await command_answer(mod, bot, room_id, reset)
+    follow = await mod.send(room_id, "which number?", thread_root=root)
+    await eventually(lambda: mod.replies_to(room_id, bot.user_id, follow))
+    await bot.bot.idle()
+    sent = fake_ollama.requests[-1]["messages"]
+    assert [m["content"] for m in sent if m["role"] in ("user", "assistant")] == ["which number?"]

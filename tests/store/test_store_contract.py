@@ -113,6 +113,20 @@ async def test_reset_starts_a_fresh_session_and_keeps_the_old_history(store: Sto
     assert contents(await store.recent_messages(old, 10)) == ["remember me"]
 
 
+async def test_reset_of_a_place_starts_its_conversations_afresh(store: Store) -> None:
+    room = SessionKey("discord", "chan-9")
+    chain, thread = SessionKey("discord", "chan-9", "root-1"), SessionKey("discord", "chan-9", "t")
+    elsewhere = SessionKey("discord", "chan-10", "root-1")
+    old = {k: await store.session_id(k) for k in (room, chain, thread, elsewhere)}
+    assert await store.reset_place(thread) == 1  # a thread: that conversation only
+    assert await store.session_id(thread) != old[thread]
+    assert await store.session_id(chain) == old[chain]
+    assert await store.reset_place(room) == 3  # a room: its own, its chains and threads
+    assert await store.session_id(room) != old[room]
+    assert await store.session_id(chain) != old[chain]
+    assert await store.session_id(elsewhere) == old[elsewhere]
+
+
 async def test_reset_of_a_key_without_a_session_creates_one(store: Store) -> None:
     created = await store.reset_session(THREAD_KEY)
     assert await store.session_id(THREAD_KEY) == created
