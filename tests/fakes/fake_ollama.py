@@ -181,6 +181,8 @@ class Reply:
         status: Answer this HTTP status (e.g. 500) with an error body instead of streaming.
         done_reason: The ``done_reason`` of the last line.
         gate: If set, wait for this event before the first line (for deterministic tests).
+        end_after: After this many content tokens, end the response cleanly but without
+            Ollama's final ``done`` line (as a proxy that gives up does).
         hold_after: After this many content tokens, hold the stream open (counted in
             ``streams_held``) until ``release`` is set; without ``release``, until the client
             hangs up. Like Ollama, a stream the client closes gets no final line.
@@ -200,6 +202,7 @@ class Reply:
     gate: asyncio.Event | None = None
     hold_after: int | None = None
     release: asyncio.Event | None = None
+    end_after: int | None = None
 
     @classmethod
     def text(cls, text: str, **kwargs: Any) -> Reply:
@@ -546,6 +549,9 @@ class FakeOllama:
                     return resp
                 if reply.drop_after is not None and sent == reply.drop_after:
                     return self._drop(request, resp)
+                if reply.end_after is not None and sent == reply.end_after:
+                    await resp.write_eof()
+                    return resp
                 if reply.hold_after is not None and sent == reply.hold_after:
                     await self._hold(reply)
                 wait = reply.first_token_delay if index == 0 else delay

@@ -671,3 +671,56 @@ async def test_on_end_reports_the_response_once_and_not_for_failures(
     with pytest.raises(OllamaError):
         await generator.stream(ask(), on_end=ended.append)
     assert ended == [response]
+
+
+# -- pinned by mutation testing ----------------------------------------------------------------
+
+
+async def test_a_stream_that_ends_without_its_final_line_is_retried_before_any_token(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["lost"], end_after=0), Reply.text("Second try."))
+    response = await generator.stream(ask())
+    assert response.content == "Second try."
+    assert response.outcome is Outcome.COMPLETE
+    assert len(fake_ollama.requests) == 2
+
+
+async def test_a_stream_that_ends_without_its_final_line_after_tokens_is_interrupted(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tokens=["kept ", "lost"], end_after=1))
+    response = await generator.stream(ask())
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.content == "kept "
+    assert response.error == "The reply ended unexpectedly."
+    assert len(fake_ollama.requests) == 1
+
+
+async def test_tokens_are_counted_across_tool_rounds(
+    generator: Generator, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(
+        Reply(
+            tokens=["Let ", "me ", "add."],
+            tool_calls=[{"name": "add", "arguments": {"a": 2, "b": 3}}],
+        ),
+        Reply(tokens=["It ", "is ", "5", "."]),
+    )
+    response = await generator.stream(ask(), tool_runner=AddTools())
+    assert response.token_count == 3 + 4  # summed over both rounds, not the last one's
+    assert response.content == "Let me add.\n\nIt is 5."
+
+
+async def test_a_reply_that_used_tools_is_not_cached(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    generator = Generator(backend, retry=FAST_RETRY, cache=ResponseCache())
+    request = ask(options={"temperature": 0.0})
+    call = Reply(tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 1}}])
+    fake_ollama.script(call, Reply.text("Two."), call, Reply.text("Two."))
+    first = await generator.stream(request, tool_runner=AddTools())
+    again = await generator.stream(request, tool_runner=AddTools())
+    assert (first.content, again.content) == ("Two.", "Two.")
+    assert not again.cached  # the tool's answer may differ next time (the time, a lookup)
+    assert len(fake_ollama.requests) == 4

@@ -217,3 +217,13 @@ async def test_interval_pacer_learns_from_a_new_429_once_and_never_below_a_tenth
     pacer.penalize(-1)
     assert pacer.interval == pytest.approx(0.15)
     assert pacer.penalties == 3
+
+
+def test_the_pool_forgets_the_least_recently_used_destination_not_the_oldest() -> None:
+    pool = PacerPool(lambda: IntervalPacer(1.0), max_size=2)
+    a = pool.get("a")
+    b = pool.get("b")
+    assert pool.get("a") is a  # used again: now b is the least recently used
+    pool.get("c")
+    assert pool.get("a") is a
+    assert pool.get("b") is not b
