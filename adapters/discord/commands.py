@@ -229,6 +229,13 @@ class Commands:
         wanted = current.lower()
         return [app_commands.Choice(name=n, value=n) for n in names if wanted in n.lower()][:25]
 
+    async def _tool_names(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        wanted = current.lower()
+        names = [n for n in self._rt.engine.tool_names() if wanted in n.lower()]
+        return [app_commands.Choice(name=n, value=n) for n in names][:25]
+
     # --- the tree -----------------------------------------------------------------------------
 
     def _build(self) -> None:
@@ -360,6 +367,8 @@ class Commands:
         ) -> None:
             await run(interaction, ToolsDeny(tool, _scope(scope)))
 
+        tools_allow.autocomplete("tool")(self._tool_names)
+        tools_deny.autocomplete("tool")(self._tool_names)
         tree.add_command(tools)
 
         @tree.command(name="think", description="Let thinking models think first (moderators)")

@@ -246,6 +246,12 @@ class Engine:
         """Installed model names, for autocompletion; empty when Ollama is down."""
         return await self.catalogue.names()
 
+    def tool_names(self) -> list[str]:
+        """What ``tools allow|deny`` can name, for autocompletion: every tool available now
+        and ``server.*`` for each configured MCP server."""
+        names = [entry.qualified for entry in self.toolbox.entries()]
+        return names + [f"{server}.*" for server in self.toolbox.servers]
+
     async def supports_vision(self, key: SessionKey, server: str | None) -> bool:
         settings = await self.settings.effective(key, server)
         try:

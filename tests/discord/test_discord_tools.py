@@ -78,3 +78,16 @@ async def test_tools_allow_then_a_call_line_and_a_result_that_pings_nobody(
     assert SHOUT in data.decode()
     assert message.allowed_mentions is not None
     assert message.allowed_mentions["parse"] == []
+
+
+async def test_tool_names_are_autocompleted_with_server_patterns(
+    world: World, bot: DiscordBot
+) -> None:
+    choices = await world.fake.autocomplete(
+        world.mod, world.general, "tools", subcommand="allow", option="tool", value="files.re"
+    )
+    assert [c["value"] for c in choices] == ["files.read_file"]
+    choices = await world.fake.autocomplete(
+        world.mod, world.general, "tools", subcommand="deny", option="tool", value="*"
+    )
+    assert [c["value"] for c in choices] == ["files.*"]
