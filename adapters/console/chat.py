@@ -80,7 +80,7 @@ def console_help(*, keys: bool) -> str:
             "Alt-Enter (or Esc, Enter) starts a new line in a message; Up and Ctrl-R "
             "recall earlier lines; Tab completes commands and model names.",
         ]
-    lines.append("Any other line is a message to the model; `//text` sends a line starting with /.")
+    lines += ["", "Any other line is a message to the model; `//text` sends one starting with /."]
     return "\n".join(lines)
 
 

@@ -50,11 +50,9 @@ def status_text(status: ReplyStatus) -> Text:
     words = {
         Outcome.STOPPED: "stopped",
         Outcome.INTERRUPTED: "interrupted",
+        Outcome.LENGTH: "cut at the length limit",
     }
     what = words.get(status.outcome, status.outcome.value)
-    length = getattr(Outcome, "LENGTH", None)
-    if length is not None and status.outcome is length:
-        what = "cut at the length limit"
     detail = f": {status.error}" if status.error else ""
     where = f" · {model}" if model else ""
     return Text(f"\N{BLACK SQUARE FOR STOP} {what}{detail}{where}", style="bold yellow")
