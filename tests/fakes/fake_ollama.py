@@ -262,7 +262,7 @@ class FakeOllama:
         self.max_active_streams = 0
         self.killed_streams = 0
         self._transports: set[Any] = set()
-        self._killing = False
+        self._cut: set[Any] = set()  # transports cut by kill()
         self.streams_started = 0
         self.streams_completed = 0
         self.streams_closed_by_client = 0
@@ -320,14 +320,11 @@ class FakeOllama:
 
     async def kill(self) -> None:
         """Die like a killed process: cut every open stream at once, then refuse connections."""
-        self._killing = True
-        try:
-            self.killed_streams += len(self._transports)
-            for transport in list(self._transports):
-                transport.abort()
-            await self.stop()
-        finally:
-            self._killing = False
+        self.killed_streams += len(self._transports)
+        for transport in list(self._transports):
+            self._cut.add(transport)
+            transport.abort()
+        await self.stop()
 
     async def __aenter__(self) -> FakeOllama:
         await self.start()
@@ -573,10 +570,15 @@ class FakeOllama:
             await resp.write_eof()
             self.streams_completed += 1
             return resp
-        except (asyncio.CancelledError, ConnectionResetError):
+        except (asyncio.CancelledError, ConnectionResetError) as err:
+            if transport is not None and transport in self._cut:
+                # Cut by kill(): the server is "dead"; no error to report for the write.
+                if isinstance(err, asyncio.CancelledError):
+                    raise
+                return resp
             # The client closed the HTTP stream early (cancellation): count it, as a test's proof
             # that stopping a reply reaches the server. Our own shutdown does not count.
-            if not self._stopping and not self._killing:
+            if not self._stopping:
                 self.streams_closed_by_client += 1
             raise
         finally:
