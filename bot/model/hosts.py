@@ -1,4 +1,5 @@
-"""One Ollama host as the router sees it: what it has installed and loaded, how busy, whether up.
+"""One Ollama host as the router sees it (installed, loaded, how busy, up or down), and the rule
+that picks a host for a request (:func:`choose`).
 
 :class:`bot.model.router.RoutedChatModel` keeps one :class:`HostState` per configured host. The
 state is plain bookkeeping, changed only from the event loop: no locks. What it holds comes from
@@ -16,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from bot.errors import GenerationTimeout, ModelNotFoundError, OllamaError
 from bot.model.port import ChatDelta, ChatRequest, HostStatus
 from bot.types import ModelInfo, PullProgress
 
-__all__ = ["HostBackend", "HostState", "is_host_failure", "model_key"]
+__all__ = ["WAIT", "HostBackend", "HostState", "Wait", "choose", "is_host_failure", "model_key"]
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +189,49 @@ class HostState:
             cap=self.cap,
             detail=self.detail,
         )
+
+
+class Wait:
+    """What :func:`choose` says when every suitable host is at its cap: wait for a change."""
+
+
+WAIT: Final = Wait()
+
+
+def choose(
+    hosts: Sequence[HostState], model: str, tried: Sequence[HostState]
+) -> HostState | Wait | None:
+    """The host to send a request for ``model`` to (the rule in :mod:`bot.model.router`).
+
+    Args:
+        hosts: Every host, in configured order.
+        model: The model asked for.
+        tried: Hosts that already failed this request.
+
+    Returns:
+        The host; :data:`WAIT` when the suitable ones are all busy; ``None`` when no host can
+        serve ``model`` (none has it, or all that have it failed this request).
+    """
+    live = [h for h in hosts if h.up and h not in tried and h.has(model)]
+    if not live:
+        # Every host with the model is down: try one anyway, its next check may be late.
+        down = [h for h in hosts if not h.up and h not in tried and h.may_have(model)]
+        free = [h for h in down if h.free]
+        if free:
+            return min(free, key=lambda h: h.next_check)
+        return WAIT if down else None
+    loaded = [h for h in live if h.has_loaded(model)]
+    ready = [h for h in loaded if h.free]
+    if ready:
+        return _least_busy(ready)
+    cold = [h for h in live if not h.has_loaded(model) and h.free]
+    if not loaded:
+        return _least_busy(cold) if cold else WAIT
+    # Every host with it loaded is full: a cold load only on an idle host, else wait.
+    idle = [h for h in cold if h.in_flight == 0]
+    return _least_busy(idle) if idle else WAIT
+
+
+def _least_busy(hosts: Sequence[HostState]) -> HostState:
+    """Fewest generations in flight; among equals, the one chosen least often (spreads ties)."""
+    return min(hosts, key=lambda h: (h.in_flight, h.chosen))

@@ -33,23 +33,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from bot.errors import ModelNotFoundError, OllamaError, OllamaUnavailableError
-from bot.model.hosts import HostBackend, HostState, is_host_failure, model_key
+from bot.model.hosts import HostBackend, HostState, Wait, choose, is_host_failure, model_key
 from bot.model.port import ChatDelta, ChatRequest, HostStatus, select_hosts, short_host
 from bot.types import ModelInfo, PullProgress
 
 __all__ = ["RoutedChatModel"]
 
 log = logging.getLogger(__name__)
-
-
-class _Wait:
-    """Marker: every suitable host is at its cap; wait for a change."""
-
-
-_WAIT: Final = _Wait()
 
 
 class RoutedChatModel:
@@ -187,12 +180,12 @@ class RoutedChatModel:
         await self._ensure_listed()
         refreshed = False
         while True:
-            choice = self._choose(model, tried)
+            choice = choose(self._hosts, model, tried)
             if isinstance(choice, HostState):
                 choice.in_flight += 1
                 choice.chosen += 1
                 return choice
-            if isinstance(choice, _Wait):
+            if isinstance(choice, Wait):
                 await self._wait_for_change()
                 continue
             if not refreshed and any(h.up for h in self._hosts):
@@ -201,26 +194,6 @@ class RoutedChatModel:
                 await self._list_all()
                 continue
             raise self._no_host(model, tried)
-
-    def _choose(self, model: str, tried: Sequence[HostState]) -> HostState | _Wait | None:
-        """The routing rule of the module docstring; ``None`` when no host can serve ``model``."""
-        live = [h for h in self._hosts if h.up and h not in tried and h.has(model)]
-        if not live:
-            # Every host with the model is down: try one anyway, its next check may be late.
-            down = [h for h in self._hosts if not h.up and h not in tried and h.may_have(model)]
-            free = [h for h in down if h.free]
-            if free:
-                return min(free, key=lambda h: h.next_check)
-            return _WAIT if down else None
-        loaded = [h for h in live if h.has_loaded(model)]
-        ready = [h for h in loaded if h.free]
-        if ready:
-            return _least_busy(ready)
-        cold = [h for h in live if not h.has_loaded(model) and h.free]
-        if not loaded:
-            return _least_busy(cold) if cold else _WAIT
-        idle = [h for h in cold if h.in_flight == 0]
-        return _least_busy(idle) if idle else _WAIT
 
     def _no_host(self, model: str, tried: Sequence[HostState]) -> OllamaError:
         if not any(h.up for h in self._hosts):
@@ -416,11 +389,6 @@ class RoutedChatModel:
                 retryable=False,
             )
         yield PullProgress(status=f"success: {model} is on {len(targets)} host(s)")
-
-
-def _least_busy(hosts: Sequence[HostState]) -> HostState:
-    """Fewest generations in flight; among equals, the one chosen least often (spreads ties)."""
-    return min(hosts, key=lambda h: (h.in_flight, h.chosen))
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
