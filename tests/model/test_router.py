@@ -11,7 +11,7 @@ import pytest
 from bot.errors import InputRejected, ModelNotFoundError
 from bot.model.generation import Generator
 from bot.model.ollama import OllamaChatModel
-from bot.model.port import ChatRequest, HostStatus
+from bot.model.port import ChatRequest, HostStatus, select_hosts
 from bot.model.retry import RetryPolicy
 from bot.model.router import RoutedChatModel
 from bot.types import Message, Outcome, Response, Role
@@ -260,3 +260,13 @@ async def test_pull_goes_to_the_named_host_or_to_all(
     assert any(s.startswith(short_b) for s in every)
     assert "phi4:latest" in a.models
     assert "phi4:latest" in b.models
+
+
+def test_hosts_are_named_by_url_host_and_port_or_unambiguous_host_name() -> None:
+    urls = ["http://gpu1:11434", "http://gpu1:11435", "https://gpu2:443"]
+
+    assert select_hosts(urls, []) == urls
+    assert select_hosts(urls, ["http://gpu1:11434/", "gpu1:11435"]) == urls[:2]
+    assert select_hosts(urls, ["gpu2", "gpu2:443"]) == [urls[2]]
+    with pytest.raises(InputRejected, match="'gpu1' matches several hosts"):
+        select_hosts(urls, ["gpu1"])
