@@ -142,7 +142,9 @@ class RoutedChatModel:
             try:
                 host = await self._acquire(request.model, tried)
             except OllamaError:
-                if last is None:
+                # A host that lost the model only knew its own list: the router's error names
+                # what every host has.
+                if last is None or isinstance(last, ModelNotFoundError):
                     raise
                 raise last from None
             tried.append(host)

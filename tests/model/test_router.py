@@ -270,3 +270,20 @@ def test_hosts_are_named_by_url_host_and_port_or_unambiguous_host_name() -> None
     assert select_hosts(urls, ["gpu2", "gpu2:443"]) == [urls[2]]
     with pytest.raises(InputRejected, match="'gpu1' matches several hosts"):
         select_hosts(urls, ["gpu1"])
+
+
+async def test_a_model_every_host_lost_is_reported_with_what_all_hosts_have(
+    fakes: tuple[FakeOllama, FakeOllama],
+) -> None:
+    a, b = fakes
+    a.add_model("phi4")
+    b.add_model("qwen3:8b")
+    async with routed(a, b) as router:
+        assert await text_of(router, ask("one")) == "echo: one"
+        a.remove_model(MODEL)
+        b.remove_model(MODEL)
+        with pytest.raises(ModelNotFoundError) as missing:
+            await text_of(router, ask("two"))
+
+    assert missing.value.available_models == ("phi4:latest", "qwen3:8b")
+    assert len(a.requests) + len(b.requests) == 3  # "one", then "two" tried on both
