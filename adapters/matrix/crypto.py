@@ -166,16 +166,22 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
     # --- trust --------------------------------------------------------------------------------
 
     def _decide(self, device: Any) -> None:
-        """Apply ``device_trust`` to a device seen for the first time."""
-        if device.verified or device.blacklisted or device.ignored:
+        """Apply ``device_trust`` to a device not verified by emoji.
+
+        Only the bot blacklists (under ``verified``), so a device blacklisted under an earlier
+        ``verified`` setting is trusted again when the setting is ``tofu`` or ``all``.
+        """
+        if device.verified:
             return
         if self.trust == "verified":
-            # Not shared with; SAS verification (from a moderator) lifts it.
-            self.blacklist_device(device)
-        else:
+            if not device.blacklisted:
+                # Not shared with; SAS verification (from a moderator) lifts it.
+                self.blacklist_device(device)
+        elif not device.ignored:
             self.ignore_device(device)
             log.info(
-                "trusting a new device on first use",
+                "sharing room keys with a device not verified by emoji (%s)",
+                self.trust,
                 extra={"platform": "matrix", "user": device.user_id, "device_id": device.id},
             )
 
@@ -196,7 +202,7 @@ class BotClient(nio.AsyncClient):  # type: ignore[misc]  # nio ships no type inf
             device = self.device_store[user_id].get(device_id)
             if device is None or device.deleted:
                 continue  # removed since: nothing is encrypted for it any more
-            if self.trust == "verified" or device.verified:
+            if self.trust == "verified" or (self.trust == "tofu" and device.verified):
                 return KeyChange(user_id, device_id)
         return None
 
