@@ -101,7 +101,8 @@ def parse_message(source: dict[str, Any]) -> Incoming | None:
     if reply_to is not None:
         body = _strip_reply_fallback(body)
     media = None
-    if content.get("msgtype") in MEDIA_TYPES:
+    msgtype = content.get("msgtype")
+    if isinstance(msgtype, str) and msgtype in MEDIA_TYPES:
         parsed = parse_media(content)
         if parsed is None:
             return None  # a file message without a usable file

@@ -37,6 +37,7 @@ from bot.turn import Attachment, Author, ScopeKind, SessionKey, Turn
 from bot.validation import neutralise_bidi
 
 if TYPE_CHECKING:
+    from adapters.matrix.crypto import BotClient
     from bot.conversation.engine import Engine
 
 __all__ = ["PLATFORM", "STOP_REACTIONS", "Replier"]
@@ -61,7 +62,7 @@ class Replier:
 
     def __init__(
         self,
-        client: nio.AsyncClient,
+        client: BotClient,
         engine: Engine,
         config: MatrixConfig,
         spawn: Callable[[Coroutine[Any, Any, None]], None],

@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-import nio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 from adapters.discord.render import MAX_CONTENT, clip
 from adapters.matrix.addressing import Facts, addressed, parse_message, strip_mention
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.crypto import BotClient
 from adapters.matrix.render import content, edit_content, render_html
 from adapters.matrix.replies import Replier
 from bot.config import BotConfig
@@ -248,8 +248,8 @@ def test_any_matrix_event_survives_a_json_round_trip_the_way_synapse_serves_it(
 def replier() -> Iterator[tuple[Replier, list[Coroutine[Any, Any, None]]]]:
     """The real Matrix ``Replier`` (the prefix rule needs no homeserver) and what it spawns."""
     engine = Engine(OllamaChatModel("http://127.0.0.1:9"), SqliteStore(":memory:"), BotConfig())
-    client = nio.AsyncClient("http://127.0.0.1:9", BOT)
     config = MatrixConfig(homeserver="http://127.0.0.1:9", user_id=BOT)
+    client = BotClient(config, None)  # the bot's own client class, without encryption
     spawned: list[Coroutine[Any, Any, None]] = []
     yield Replier(client, engine, config, spawned.append), spawned
     asyncio.run(engine.model.close())
