@@ -36,6 +36,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/discord_stream.py
 	$(BIN)/python bench/matrix_stream.py
+	$(BIN)/python bench/console_render.py
 
 # About 10 minutes: 200 simulated users on the fake Discord and a real Synapse.
 load: $(STAMP_DEV)
