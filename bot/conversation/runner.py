@@ -166,6 +166,7 @@ class CommandRunner:
                     )
                     for k in SettingKey
                 ]
+                rows.append(await self._tools.settings_row(ctx))
                 return SettingsView("Settings in force here", rows=rows)
             case ContextShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)

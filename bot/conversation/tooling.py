@@ -18,6 +18,7 @@ from bot.config import BotConfig
 from bot.conversation.commands import (
     CommandContext,
     CommandResult,
+    SettingRow,
     ToolCallsView,
     ToolRow,
     ToolsAllow,
@@ -153,6 +154,20 @@ class ToolCommands:
             case ToolsDeny(name=name, scope=scope):
                 return await self._change(ctx, name, scope, allow=False)
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+    async def settings_row(self, ctx: CommandContext) -> SettingRow:
+        """The ``tools`` line of ``settings``: the rules in force here, widest scope first."""
+        rules = await load_rules(
+            self._store, ctx.key, ctx.server, builtins=self._builtins_default
+        )
+        said = [
+            f"`{name}` {'allowed' if allowed else 'denied'} ({kind.value})"
+            for kind, layer in reversed(rules.layers)
+            for name, allowed in layer.items()
+        ]
+        default = "built-ins only" if self._builtins_default else "none"
+        source = rules.layers[0][0].value if rules.layers else "default"
+        return SettingRow(TOOLS_KEY, "; ".join(said) or default, source)
 
     async def _list(self, ctx: CommandContext) -> ToolsView:
         rules = await load_rules(self._store, ctx.key, ctx.server, builtins=self._builtins_default)

@@ -17,6 +17,8 @@ from bot.conversation.commands import (
     CommandContext,
     ModelSet,
     Refusal,
+    SettingsShow,
+    SettingsView,
     ToolCallsView,
     ToolsAllow,
     ToolsCalls,
@@ -350,3 +352,16 @@ async def test_rounds_and_total_tool_time_are_bounded(
         ]
         assert fake_ollama.requests[-1].get("tools") in (None, [])  # one round: no more tools
         assert result.text == "Gave up waiting."
+
+
+async def test_settings_show_the_tool_rules_in_force_and_where_they_come_from(
+    engine: Engine,
+) -> None:
+    thread = SessionKey("test", "room-1", "t-1")
+    await allow(engine, "files.*", ScopeKind.ROOM)
+    await engine.execute(CommandContext(thread, None, MOD), ToolsDeny("files.crash"))
+    view = await engine.execute(CommandContext(thread, None, ALICE), SettingsShow())
+    assert isinstance(view, SettingsView)
+    row = next(r for r in view.rows if r.key == "tools")
+    assert row.value == "`files.*` allowed (room); `files.crash` denied (thread)"
+    assert row.source == "thread"
