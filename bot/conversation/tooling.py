@@ -157,9 +157,7 @@ class ToolCommands:
 
     async def settings_row(self, ctx: CommandContext) -> SettingRow:
         """The ``tools`` line of ``settings``: the rules in force here, widest scope first."""
-        rules = await load_rules(
-            self._store, ctx.key, ctx.server, builtins=self._builtins_default
-        )
+        rules = await load_rules(self._store, ctx.key, ctx.server, builtins=self._builtins_default)
         said = [
             f"`{name}` {'allowed' if allowed else 'denied'} ({kind.value})"
             for kind, layer in reversed(rules.layers)
