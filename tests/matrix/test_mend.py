@@ -11,16 +11,18 @@ from __future__ import annotations
 import pytest
 
 from adapters.matrix.render import content
-from adapters.matrix.surface import send_checked
+from adapters.matrix.surface import render_status, send_checked
 from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, shown_parts
+from bot.reply.streamer import ReplyStatus
 from bot.store.port import MessageStatus, NewMessage
 from bot.turn import SessionKey
-from bot.types import Role
+from bot.types import Outcome, Role
 from tests.matrix.conftest import Human, StartBot, eventually
 
 pytestmark = pytest.mark.synapse
 
-FOOTER = f"\n\n*⚠️ Interrupted: {INTERRUPTED_BY_RESTART}*"
+# The footer as the surface renders it (the text the restarted bot must add).
+FOOTER = render_status(ReplyStatus(Outcome.INTERRUPTED, error=INTERRUPTED_BY_RESTART))
 
 
 async def test_the_last_event_of_a_cut_reply_is_edited_to_say_it_was_interrupted(
