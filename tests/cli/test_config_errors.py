@@ -53,6 +53,21 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         pytest.param("[ollama\nhost = 1\n", "not valid TOML", id="bad-toml"),
         pytest.param('[matrix]\nuser_id = "@bot:example.org"\n', "matrix.homeserver:", id="matrix"),
         pytest.param("[discord]\nallow_dms = 3\n", "discord.allow_dms:", id="discord"),
+        pytest.param(
+            '[[mcp.servers]]\nname = "files"\ncommand = "x"\nenv = { KEY = "NOT_SET_ANYWHERE" }\n',
+            "mcp.servers.0.env.KEY: the environment variable NOT_SET_ANYWHERE is not set",
+            id="mcp-env-missing",
+        ),
+        pytest.param(
+            '[[mcp.servers]]\nname = "files"\ncommand = "x"\nurl = "http://h/mcp"\n',
+            "mcp.servers.0: Value error, give either command (stdio) or url",
+            id="mcp-both-transports",
+        ),
+        pytest.param(
+            '[[mcp.servers]]\nname = "a.b"\nurl = "http://h/mcp"\n',
+            "mcp.servers.0.name:",
+            id="mcp-dotted-name",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key_with_exit_2(
