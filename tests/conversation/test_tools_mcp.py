@@ -305,7 +305,9 @@ async def test_stop_ends_a_reply_during_a_tool_call(
     fake_ollama.script(call("files__hang"), Reply.text("never"))
     surface = FakeSurface()
     task = asyncio.create_task(engine.handle_turn(Turn(key=KEY, author=ALICE, text="x"), surface))
-    await surface.wait_calls(1)  # the call's line is shown: the call is under way
+    await surface.wait_calls(1)  # the call's line is shown while the call is under way
+    assert surface.texts[-1].startswith("🔧 `files.hang()`")
+    assert "→" not in surface.texts[-1]
 
     async def reached() -> bool:
         return "hang" in reached_server(tmp_path)
