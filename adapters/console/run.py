@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import sys
-import termios
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -123,6 +122,11 @@ def _no_echo(stream: TextIO) -> Iterator[None]:
     otherwise turn into an end of file nobody reads) reaches the next prompt as typed. Ctrl-C
     still sends SIGINT, which stops the reply.
     """
+    try:
+        import termios  # POSIX only: elsewhere keys are simply echoed
+    except ImportError:
+        yield
+        return
     try:
         fd = stream.fileno()
         saved = termios.tcgetattr(fd)
