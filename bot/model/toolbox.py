@@ -73,9 +73,51 @@ class ToolEntry:
             "function": {
                 "name": self.model_name,
                 "description": self.description,
-                "parameters": dict(self.parameters),
+                "parameters": ollama_parameters(self.parameters),
             },
         }
+
+
+def ollama_parameters(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """An input schema in the shape Ollama reads: local ``$ref`` inlined, and an ``anyOf`` of
+    plain types (what SDKs emit for an optional argument) folded into a list of types.
+
+    Ollama (and its Python client) keep only ``type``, ``items``, ``description``, ``enum`` and
+    ``properties`` of each argument; without this an optional argument would reach the model as
+    an empty ``{}``. The arguments are still validated against the original schema.
+    """
+    defs = schema.get("$defs") or schema.get("definitions") or {}
+
+    def walk(node: Any, depth: int) -> Any:
+        if not isinstance(node, Mapping) or depth > 8:
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")):
+            target = defs.get(ref.rsplit("/", 1)[1])
+            if isinstance(target, Mapping):
+                node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        out = {
+            k: v if k == "properties" else walk(v, depth + 1)
+            for k, v in node.items()
+            if k not in {"$defs", "$ref"}
+        }
+        options = out.get("anyOf")
+        if "type" not in out and isinstance(options, list):
+            kinds = [o.get("type") for o in options if isinstance(o, Mapping)]
+            if kinds and all(isinstance(k, str) for k in kinds) and len(kinds) == len(options):
+                out.pop("anyOf")
+                out["type"] = kinds[0] if len(kinds) == 1 else kinds
+                items = [o["items"] for o in options if isinstance(o, Mapping) and "items" in o]
+                if items and "items" not in out:
+                    out["items"] = items[0]
+        if isinstance(out.get("properties"), Mapping):
+            out["properties"] = {k: walk(v, depth + 1) for k, v in out["properties"].items()}
+        return out
+
+    result = walk(dict(schema), 0)
+    result.pop("definitions", None)
+    result.setdefault("type", "object")
+    return dict(result)
 
 
 def _safe(text: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.model.toolbox import ToolBox, ToolCallRecord, model_names
+from ollama import Tool as OllamaTool  # what the real client sends, after its own model
+
+from bot.model.toolbox import ToolBox, ToolCallRecord, model_names, ollama_parameters
 from bot.model.tools import builtin_tools
 from bot.types import ToolCall
 
@@ -64,3 +66,26 @@ async def test_a_long_result_is_cut_to_the_limit() -> None:
     answer = await session.run(ToolCall(name="calculate", arguments={"expression": "9**200"}))
     assert len(answer) <= 100
     assert answer.endswith("more characters]")
+
+
+def test_schemas_reach_ollama_with_refs_inlined_and_optional_types_folded() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"Box": {"type": "object", "properties": {"w": {"type": "integer"}}}},
+        "properties": {
+            "path": {"type": "string", "description": "Where"},
+            "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+            "tags": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+            "box": {"$ref": "#/$defs/Box"},
+        },
+        "required": ["path"],
+    }
+    parameters = ollama_parameters(schema)
+    assert parameters["properties"]["limit"]["type"] == ["integer", "null"]
+    assert parameters["properties"]["tags"]["items"] == {"type": "string"}
+    assert parameters["properties"]["box"]["properties"] == {"w": {"type": "integer"}}
+    assert "$defs" not in parameters
+    sent = OllamaTool.model_validate(
+        {"type": "function", "function": {"name": "t", "parameters": parameters}}
+    ).model_dump(exclude_none=True)
+    assert sent["function"]["parameters"]["properties"]["limit"] == {"type": ["integer", "null"]}
