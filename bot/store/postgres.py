@@ -1,8 +1,10 @@
 """The :class:`bot.store.port.Store` on a PostgreSQL server, shared by several bot processes.
 
-The queries; the pool, the boot's liveness lock, migrations and error translation are in
-:mod:`bot.store.postgres_db`. Whatever must be atomic across processes is one statement or one
-transaction here, never a lock in memory:
+The queries of sessions and messages, cut replies and events; settings, the audit log,
+statistics and adapter state are in :mod:`bot.store.postgres_settings`; the pool, the boot's
+liveness lock, leases, migrations and error translation in :mod:`bot.store.postgres_db`.
+Whatever must be atomic across processes is one statement or one transaction, never a lock in
+memory:
 
 - claiming an event is ``INSERT ... ON CONFLICT DO NOTHING``: exactly one process gets the row;
 - replies are stamped with the instance and boot that write them, and
@@ -20,27 +22,22 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from bot.errors import StoreError
 from bot.store.port import (
-    AuditEntry,
-    ChannelStats,
     CutReply,
     MessageStatus,
     NewMessage,
-    Scope,
-    ScopeKind,
     StoredMessage,
 )
 from bot.store.postgres_db import (
     LOCK_NAMESPACE,
-    PostgresDatabase,
     Row,
     now,
     pg_store_error,
     redact_url,
 )
+from bot.store.postgres_settings import PostgresSettings
 from bot.turn import SessionKey
 from bot.types import Role
 
@@ -95,7 +92,7 @@ def _refs(encoded: str | None) -> tuple[str, ...]:
     return tuple(str(ref) for ref in decoded) if isinstance(decoded, list) else ()
 
 
-class PostgresStore(PostgresDatabase):
+class PostgresStore(PostgresSettings):
     """A :class:`bot.store.port.Store` on PostgreSQL. Safe for concurrent callers and processes.
 
     Use as ``async with PostgresStore(url, instance="shards-0") as store:``; the arguments are
@@ -321,150 +318,6 @@ class PostgresStore(PostgresDatabase):
                 )
                 deleted += _count(result)
         return deleted
-
-    # Settings and audit
-
-    async def get_settings(self, scope: Scope) -> dict[str, Any]:
-        """Every setting stored at exactly ``scope`` (no cascade), JSON-decoded."""
-        async with self.op("read settings") as conn:
-            rows = await conn.fetch(
-                "SELECT key, value FROM settings"
-                " WHERE platform = $1 AND scope_kind = $2 AND scope_id = $3",
-                scope.platform,
-                scope.kind.value,
-                scope.id,
-            )
-        return {row[0]: json.loads(row[1]) for row in rows}
-
-    async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:
-        """Set (or, with ``None``, clear) one setting; returns the old value (``None`` if unset).
-
-        Raises:
-            TypeError: ``value`` cannot be stored as JSON.
-            StoreError: The database failed.
-        """
-        encoded = None if value is None else json.dumps(value)
-        where = (scope.platform, scope.kind.value, scope.id, key)
-        match = "platform = $1 AND scope_kind = $2 AND scope_id = $3 AND key = $4"
-        async with self.transaction("write setting") as conn:
-            old = await conn.fetchval(
-                f"SELECT value FROM settings WHERE {match} FOR UPDATE", *where
-            )
-            if encoded is None:
-                await conn.execute(f"DELETE FROM settings WHERE {match}", *where)
-            else:
-                await conn.execute(
-                    "INSERT INTO settings (platform, scope_kind, scope_id, key, value, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6)"
-                    " ON CONFLICT (platform, scope_kind, scope_id, key)"
-                    " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    *where,
-                    encoded,
-                    now(),
-                )
-        return None if old is None else json.loads(old)
-
-    async def audit(
-        self,
-        scope: Scope,
-        key: str,
-        old_value: Any,
-        new_value: Any,
-        *,
-        actor_id: str,
-        actor_name: str,
-        allowed: bool,
-    ) -> None:
-        """Log a settings change, or a refused attempt (``allowed=False``)."""
-        async with self.op("write audit") as conn:
-            await conn.execute(
-                "INSERT INTO audit (platform, scope_kind, scope_id, key, old_value, new_value,"
-                " actor_id, actor_name, allowed, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                scope.platform,
-                scope.kind.value,
-                scope.id,
-                key,
-                json.dumps(old_value),
-                json.dumps(new_value),
-                actor_id,
-                actor_name,
-                allowed,
-                now(),
-            )
-
-    async def audit_log(self, scope: Scope | None = None, limit: int = 50) -> list[AuditEntry]:
-        """The last ``limit`` audit entries, of ``scope`` or of every scope, newest first."""
-        sql = (
-            "SELECT id, platform, scope_kind, scope_id, key, old_value, new_value, actor_id,"
-            " actor_name, allowed, created_at FROM audit"
-        )
-        params: tuple[Any, ...] = (limit,)
-        if scope is not None:
-            sql += " WHERE platform = $2 AND scope_kind = $3 AND scope_id = $4"
-            params = (limit, scope.platform, scope.kind.value, scope.id)
-        async with self.op("read audit") as conn:
-            rows = await conn.fetch(sql + " ORDER BY id DESC LIMIT $1", *params)
-        return [
-            AuditEntry(
-                id=row[0],
-                scope=Scope(row[1], ScopeKind(row[2]), row[3]),
-                key=row[4],
-                old_value=json.loads(row[5]),
-                new_value=json.loads(row[6]),
-                actor_id=row[7],
-                actor_name=row[8],
-                allowed=bool(row[9]),
-                created_at=row[10],
-            )
-            for row in rows
-        ]
-
-    async def channel_stats(self, platform: str, room: str) -> ChannelStats:
-        """Messages and tokens of every session of a room, and the mean reply speed.
-
-        The speed averages replies with both counters and a duration, as SQLite's does.
-        """
-        async with self.op("read stats") as conn:
-            row = await conn.fetchrow(
-                "SELECT COUNT(*), COALESCE(SUM(m.prompt_tokens), 0),"
-                " COALESCE(SUM(m.eval_tokens), 0),"
-                " AVG(CASE WHEN m.role = $1 AND m.duration > 0 AND m.eval_tokens > 0"
-                " THEN m.eval_tokens / m.duration END)"
-                " FROM messages AS m JOIN sessions AS s ON s.id = m.session_id"
-                " WHERE s.platform = $2 AND s.room = $3",
-                Role.ASSISTANT.value,
-                platform,
-                room,
-            )
-        assert row is not None  # an aggregate always has a row
-        count, prompt_tokens, eval_tokens, speed = row
-        return ChannelStats(
-            messages=int(count),
-            prompt_tokens=int(prompt_tokens),
-            eval_tokens=int(eval_tokens),
-            mean_tokens_per_second=None if speed is None else float(speed),
-        )
-
-    # Adapter state
-
-    async def get_state(self, key: str) -> str | None:
-        """Adapter state that survives restarts (sync tokens, command hashes)."""
-        async with self.op("read state") as conn:
-            value = await conn.fetchval("SELECT value FROM state WHERE key = $1", key)
-        return None if value is None else str(value)
-
-    async def set_state(self, key: str, value: str) -> None:
-        """Store adapter state under ``key``, replacing what was there."""
-        async with self.op("write state") as conn:
-            await conn.execute(
-                "INSERT INTO state (key, value, updated_at) VALUES ($1, $2, $3)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                " updated_at = excluded.updated_at",
-                key,
-                value,
-                now(),
-            )
 
 
 def _count(status: str) -> int:
