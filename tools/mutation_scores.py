@@ -2,7 +2,8 @@
 
 Reads ``mutmut results --all true`` (one ``module.function__mutmut_N: status`` line a mutant)
 and prints, per module, the mutants killed (by a failing test, a timeout or the type checker),
-those that survived, and those no test reached. The score is killed / (all - skipped).
+those that survived, and those no test reached. The score is killed / (all checked - skipped);
+mutants not checked yet (a run still going, or stopped) are shown apart.
 
 With ``--survivors``, lists the surviving mutants' names too (``mutmut show NAME`` shows one).
 """
@@ -44,16 +45,19 @@ def main() -> int:
     if not results:
         print("No mutmut results: run `make mutants` (or `mutmut run`) first.")
         return 1
-    print(f"{'module':40} {'killed':>7} {'survived':>9} {'no tests':>9} {'other':>6} {'score':>6}")
+    head = f"{'module':36} {'killed':>7} {'survived':>9} {'no tests':>9} {'other':>6}"
+    print(f"{head} {'pending':>8} {'score':>6}")
     for module in sorted(results):
         counts = Counter(status for _, status in results[module])
         killed = sum(counts[s] for s in KILLED)
         survived = counts["survived"]
         untested = counts["no tests"]
-        counted = sum(counts.values()) - sum(counts[s] for s in SKIPPED)
+        pending = counts["not checked"]
+        counted = sum(counts.values()) - sum(counts[s] for s in SKIPPED) - pending
         other = counted - killed - survived - untested
         score = f"{killed / counted:6.1%}" if counted else "   n/a"
-        print(f"{module:40} {killed:7} {survived:9} {untested:9} {other:6} {score}")
+        line = f"{module:36} {killed:7} {survived:9} {untested:9} {other:6} {pending:8}"
+        print(f"{line} {score}")
     if args.survivors:
         for module in sorted(results):
             for name, status in results[module]:

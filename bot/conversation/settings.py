@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from bot.config import DefaultsConfig
@@ -70,30 +71,24 @@ def _system_prompt(value: Any) -> str:
     return text
 
 
-def _bounded_float(name: str, low: float, high: float) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.") from None
-        if not low <= number <= high:
-            raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.")
-        return number
-
-    return parse
+def _bounded_float(name: str, low: float, high: float, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.") from None
+    if not low <= number <= high:
+        raise InputRejected(f"{name} must be a number from {low:g} to {high:g}.")
+    return number
 
 
-def _int(name: str, low: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise InputRejected(f"{name} must be a whole number.") from None
-        if number < low:
-            raise InputRejected(f"{name} must be at least {low}.")
-        return number
-
-    return parse
+def _int(name: str, low: int, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputRejected(f"{name} must be a whole number.") from None
+    if number < low:
+        raise InputRejected(f"{name} must be at least {low}.")
+    return number
 
 
 MAX_CONTEXT_LENGTH = 1 << 20
@@ -128,10 +123,11 @@ PARSERS: dict[SettingKey, Callable[[Any], Any]] = {
     SettingKey.MODEL: _model_name,
     SettingKey.MODE: _mode,
     SettingKey.SYSTEM_PROMPT: _system_prompt,
-    SettingKey.TEMPERATURE: _bounded_float("temperature", 0.0, 2.0),
-    SettingKey.TOP_P: _bounded_float("top_p", 0.01, 1.0),
-    SettingKey.SEED: _int("seed", 0),
-    SettingKey.NUM_PREDICT: _int("num_predict", 1),
+    # Partials, not closures: the checks run (and can be tested) at parse time.
+    SettingKey.TEMPERATURE: partial(_bounded_float, "temperature", 0.0, 2.0),
+    SettingKey.TOP_P: partial(_bounded_float, "top_p", 0.01, 1.0),
+    SettingKey.SEED: partial(_int, "seed", 0),
+    SettingKey.NUM_PREDICT: partial(_int, "num_predict", 1),
     SettingKey.CONTEXT_LENGTH: _context_length,
     SettingKey.THINK: _bool,
     SettingKey.SHOW_THINKING: _bool,
