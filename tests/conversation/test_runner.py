@@ -16,10 +16,12 @@ from bot.conversation.commands import (
     CommandContext,
     CommandResult,
     Help,
+    ModelPull,
     ModelSet,
     ModelShow,
     ModeSet,
     ModeShow,
+    PullView,
     Reset,
     SettingsShow,
     SettingsView,
@@ -148,3 +150,32 @@ async def test_a_failed_command_is_said_privately_and_a_refusal_audits_the_value
     assert entry.scope == Scope(KEY.platform, ScopeKind.ROOM, KEY.room)
     assert (entry.key, entry.old_value, entry.new_value) == ("mode", "precise", "creative")
     assert (entry.actor_id, entry.actor_name) == ("u-alice", "Alice")
+
+
+async def test_refused_text_is_audited_whole_up_to_200_characters_then_cut(engine: Engine) -> None:
+    alice = CommandContext(KEY, None, ALICE)
+    await engine.execute(alice, SystemSet("a" * 200))
+    other = CommandContext(KEY, None, Author("u-bob", "Bob"))
+    await engine.execute(other, SystemSet("b" * 201))
+    by_actor = {e.actor_id: e.new_value for e in await engine.store.audit_log() if not e.allowed}
+    assert by_actor["u-alice"] == "a" * 200
+    assert by_actor["u-bob"] == "b" * 199 + "…"
+
+
+async def test_pull_answers_a_refusal_and_a_failure_in_so_many_words(
+    engine: Engine, fake_ollama: FakeOllama
+) -> None:
+    refused = await engine.execute(CommandContext(KEY, None, ALICE), ModelPull("mistral"))
+    assert said(refused)[:3] == (
+        "Only moderators can pull models",
+        "Pulling downloads gigabytes onto the bot's machine. Nothing was pulled.",
+        False,
+    )
+    fake_ollama.pullable = {"mistral"}
+    view = await engine.execute(MODS, ModelPull("nonesuch"))
+    assert isinstance(view, PullView)
+    assert (view.title, view.model) == ("Pulling `nonesuch`", "nonesuch")
+    assert view.progress is not None
+    statuses = [step.status async for step in view.progress]
+    assert statuses[-1].startswith("error: ")
+    assert "does not exist" in statuses[-1]
