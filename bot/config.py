@@ -128,6 +128,7 @@ class LimitsConfig(_Frozen):
     max_queue_per_session: int = Field(default=5, ge=1)
     max_waiting_turns: int = Field(default=64, ge=1)
     queue_notice_delay: float = Field(default=1.5, ge=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
     max_input_chars: int = Field(default=4096, ge=1)
     max_attachment_chars: int = Field(default=20_000, ge=0)
     reply_reserve_tokens: int = Field(default=1024, ge=0)

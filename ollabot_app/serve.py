@@ -57,12 +57,12 @@ async def run_bot(
         ]
         names = ", ".join(s.name for s in configured)
         err.write(f"ollabot is running ({names}). Stop it with Ctrl-C or SIGTERM.\n")
-        ended = await _until_signal(tasks, interrupt=None)
+        ended = await _until_signal(
+            tasks, interrupt=None, engine=engine, grace=config.limits.shutdown_grace, err=err
+        )
         if ended:
             # An adapter returned by itself: without it the bot is not doing its job.
             err.write(f"The {ended} adapter stopped; shutting down.\n")
-        else:
-            err.write("Shutting down: letting replies in progress finish (Ctrl-C to force).\n")
         logger.info("shutting down", extra={"adapters": names})
 
 
@@ -83,7 +83,13 @@ async def run_chat(config: BotConfig, *, err: TextIO = sys.stderr, plain: bool =
         task = asyncio.create_task(
             run_console(engine, chat=chat, history=history), name="adapter-console"
         )
-        await _until_signal([task], interrupt=chat.interrupt)
+        await _until_signal(
+            [task],
+            interrupt=chat.interrupt,
+            engine=engine,
+            grace=config.limits.shutdown_grace,
+            err=err,
+        )
 
 
 async def _warn_if_ollama_down(engine: Engine, err: TextIO) -> None:
@@ -95,9 +101,19 @@ async def _warn_if_ollama_down(engine: Engine, err: TextIO) -> None:
 
 
 async def _until_signal(
-    tasks: list[asyncio.Task[Any]], *, interrupt: Interrupt | None
+    tasks: list[asyncio.Task[Any]],
+    *,
+    interrupt: Interrupt | None,
+    engine: Engine | None = None,
+    grace: float = 0.0,
+    err: TextIO | None = None,
 ) -> str | None:
-    """Wait until a task ends or SIGINT/SIGTERM asks to stop; then cancel the rest.
+    """Wait until a task ends or SIGINT/SIGTERM asks to stop; shut down; cancel the rest.
+
+    On the first signal the engine takes no new turns (a new message is told the bot is
+    restarting) and the replies being written get up to ``grace`` seconds to finish while the
+    adapters keep running. A second signal ends the wait at once. Then the adapters are
+    cancelled: a reply still being written is marked interrupted.
 
     Returns:
         The name of the task that ended by itself (``adapter-`` prefix removed), or ``None``
@@ -108,6 +124,7 @@ async def _until_signal(
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    force = asyncio.Event()
     pending_interrupts: set[asyncio.Task[None]] = set()
 
     async def on_interrupt() -> None:
@@ -116,7 +133,9 @@ async def _until_signal(
             stop.set()
 
     def on_signal(signum: signal.Signals) -> None:
-        if signum is signal.SIGINT:
+        if stop.is_set():
+            force.set()  # a second signal while shutting down: stop waiting for replies
+        elif signum is signal.SIGINT:
             task = asyncio.create_task(on_interrupt())
             pending_interrupts.add(task)
             task.add_done_callback(pending_interrupts.discard)
@@ -132,6 +151,8 @@ async def _until_signal(
     stopper = asyncio.create_task(stop.wait(), name="wait-for-signal")
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done and engine is not None:
+            await _drain(engine, grace, force, err)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -146,3 +167,30 @@ async def _until_signal(
     if stopper in done:
         return None
     return next(t.get_name().removeprefix("adapter-") for t in tasks if t in done)
+
+
+async def _drain(engine: Engine, grace: float, force: asyncio.Event, err: TextIO | None) -> None:
+    """Take no new turns; wait up to ``grace`` for the replies being written, or a 2nd signal."""
+    engine.begin_shutdown(grace)
+    busy = engine.replies_in_progress
+    if err is not None:
+        err.write(
+            f"Shutting down: new messages are told the bot is restarting; {busy} "
+            f"repl{'y' if busy == 1 else 'ies'} in progress may finish within {grace:g} s "
+            "(Ctrl-C or SIGTERM again to stop at once).\n"
+        )
+    drained = asyncio.create_task(engine.drain())
+    forced = asyncio.create_task(force.wait())
+    try:
+        await asyncio.wait({drained, forced}, return_when=asyncio.FIRST_COMPLETED)
+        if force.is_set():
+            engine.end_grace()
+    finally:
+        for task in (drained, forced):
+            task.cancel()
+        await asyncio.gather(drained, forced, return_exceptions=True)
+    left = engine.replies_in_progress
+    if left and err is not None:
+        err.write(
+            f"{left} repl{'y is' if left == 1 else 'ies are'} cut short, marked interrupted.\n"
+        )

@@ -36,7 +36,7 @@ from bot.conversation.settings import EffectiveSettings, SettingsResolver
 from bot.conversation.stopping import ActiveTurn, ActiveTurns, StopReport
 from bot.conversation.tool_rules import load_rules
 from bot.conversation.tooling import CallLines, LastCalls, ToolCommands, hub_specs
-from bot.errors import OllabotError, StoreError
+from bot.errors import Busy, OllabotError, StoreError
 from bot.logs import log_interaction
 from bot.model.catalogue import ModelCatalogue
 from bot.model.generation import Generator, ResponseStream, Timeouts
@@ -52,6 +52,9 @@ from bot.types import Message, ModelInfo, Outcome, Response, Role, StreamChunk
 from bot.validation import validate_input
 
 logger = logging.getLogger(__name__)
+
+RESTARTING = "The bot is restarting; send your message again in a minute."
+"""What a message gets while the bot shuts down (it is not answered)."""
 
 Notify = Callable[[str], Awaitable[None]]
 
@@ -149,6 +152,7 @@ class Engine:
         self._cut_replies: list[CutReply] = []
         self.retention = Retention(store, days=self.config.storage.retention_days)
         self._closed = False
+        self._shutdown_deadline: float | None = None  # set by begin_shutdown()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -202,14 +206,50 @@ class Engine:
             platform, mine, mend, max_chars=max_chars, render_status=render_status
         )
 
+    def begin_shutdown(self, grace: float = 10.0) -> None:
+        """Take no new turns: a new message (or one still queued) is told the bot is restarting.
+
+        The replies being written go on; :meth:`drain` waits for them, and :meth:`close`
+        waits no longer than ``grace`` seconds from now in all.
+        """
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = time.monotonic() + grace
+
+    def end_grace(self) -> None:
+        """Wait no more for the replies being written (a second signal): close cuts them now."""
+        self._shutdown_deadline = time.monotonic()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown_deadline is not None
+
+    @property
+    def replies_in_progress(self) -> int:
+        """Turns being answered or waiting to be."""
+        return sum(1 for t in self._inflight if not t.done())
+
+    def _grace_left(self, grace: float) -> float:
+        if self._shutdown_deadline is None:
+            return grace
+        return max(0.0, self._shutdown_deadline - time.monotonic())
+
+    async def drain(self) -> None:
+        """Wait, until the shutdown's grace ends, for the replies being written to finish."""
+        pending = {t for t in self._inflight if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=self._grace_left(0.0))
+
     async def close(self, *, grace: float = 10.0) -> None:
-        """Let in-flight replies finish for ``grace`` seconds, mark the rest, close everything."""
+        """Let in-flight replies finish for ``grace`` seconds, mark the rest, close everything.
+
+        After :meth:`begin_shutdown`, what is left of its grace period applies instead.
+        """
         if self._closed:
             return
         self._closed = True
         pending = {t for t in self._inflight if not t.done()}
         if pending:
-            _, still = await asyncio.wait(pending, timeout=grace)
+            _, still = await asyncio.wait(pending, timeout=self._grace_left(grace))
             for task in still:
                 task.cancel()
             if still:
@@ -291,6 +331,8 @@ class Engine:
             await self.sessions.stop(turn.key)
 
         try:
+            if self.shutting_down:
+                raise Busy(RESTARTING, retry_after=60.0)
             if turn.event_id and not await self.store.claim_event(turn.key.platform, turn.event_id):
                 logger.info("event already answered", extra={"event_id": turn.event_id})
                 return ReplyResult(outcome=None, skipped=True)
@@ -298,6 +340,8 @@ class Engine:
             text = validate_input(turn.text, max_chars=self.config.limits.max_input_chars)
             await self.sessions.check_rate(turn.author.id)
             async with self.sessions.turn(turn.key, notify, stop=active.stop_requested) as ticket:
+                if self.shutting_down:
+                    raise Busy(RESTARTING, retry_after=60.0)  # queued when the shutdown began
                 answering = True
                 await active.on_stop(stop_running)
                 return await self._answer(turn, text, surface, ticket, notify)

@@ -124,7 +124,9 @@ async def spawn_bot() -> AsyncIterator[SpawnBot]:
             await child.kill()
 
 
-def discord_bot_toml(directory: Path, fake: FakeDiscord, *, extra: str = "") -> Path:
+def discord_bot_toml(
+    directory: Path, fake: FakeDiscord, *, extra: str = "", limits: str = ""
+) -> Path:
     """A config file for a bot process on the fake Discord, its database in ``directory``.
 
     Ollama's address comes from ``OLLAMA_HOST`` in the child's environment. Retries are quick
@@ -143,6 +145,7 @@ retry_max_backoff = 0.05
 
 [limits]
 user_messages_per_minute = 1000
+{limits}
 
 [discord]
 api_base_url = "{fake.api_base}"
