@@ -92,13 +92,11 @@ class OllamaUnavailableError(OllamaError):
 
     retryable = True
 
-    def __init__(self, host: str, *, detail: str | None = None) -> None:
+    def __init__(self, host: str, *, detail: str | None = None, hint: str | None = None) -> None:
         self.host = host
-        super().__init__(
-            f"Cannot reach Ollama at {host}. Is it running? "
-            "Set OLLAMA_HOST or ollama.host in the config to point the bot elsewhere.",
-            detail=detail,
-        )
+        if hint is None:
+            hint = "Set OLLAMA_HOST or ollama.host in the config to point the bot elsewhere."
+        super().__init__(f"Cannot reach Ollama at {host}. Is it running? {hint}", detail=detail)
 
 
 class GenerationTimeout(OllamaError):

@@ -19,7 +19,12 @@ import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final, Protocol
 
-from bot.errors import GenerationTimeout, ModelNotFoundError, OllamaError
+from bot.errors import (
+    GenerationTimeout,
+    ModelNotFoundError,
+    OllamaError,
+    OllamaUnavailableError,
+)
 from bot.model.port import ChatDelta, ChatRequest, HostStatus
 from bot.types import ModelInfo, PullProgress
 
@@ -159,7 +164,9 @@ class HostState:
         self.failures += 1
         wait = min(self._recheck_max, self._recheck_initial * 2.0 ** (self.failures - 1))
         self.next_check = self._clock() + wait
-        self.detail = error.user_message
+        # The host's own "unreachable" message points at OLLAMA_HOST, ignored with several hosts.
+        unreachable = isinstance(error, OllamaUnavailableError)
+        self.detail = f"Cannot reach Ollama at {self.url}." if unreachable else error.user_message
         if self.up:
             log.warning(
                 "ollama host %s is down, checking again in %.1f s: %s",

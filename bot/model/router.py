@@ -40,9 +40,12 @@ from bot.model.hosts import HostBackend, HostState, Wait, choose, is_host_failur
 from bot.model.port import ChatDelta, ChatRequest, HostStatus, select_hosts, short_host
 from bot.types import ModelInfo, PullProgress
 
-__all__ = ["RoutedChatModel"]
+__all__ = ["HOSTS_HINT", "RoutedChatModel"]
 
 log = logging.getLogger(__name__)
+
+HOSTS_HINT = "Check ollama.hosts in the config."
+"""What an unreachable host's message suggests (``OLLAMA_HOST`` is ignored with several hosts)."""
 
 
 class RoutedChatModel:
@@ -146,6 +149,9 @@ class RoutedChatModel:
                 # what every host has.
                 if last is None or isinstance(last, ModelNotFoundError):
                     raise
+                if isinstance(last, OllamaUnavailableError):
+                    # The host's own message points at OLLAMA_HOST, which is ignored here.
+                    raise _unreachable(last.host, last.detail) from None
                 raise last from None
             tried.append(host)
             stream = host.backend.chat(request)
@@ -199,10 +205,10 @@ class RoutedChatModel:
 
     def _no_host(self, model: str, tried: Sequence[HostState]) -> OllamaError:
         if not any(h.up for h in self._hosts):
-            return OllamaUnavailableError(self.host, detail="no Ollama host answers")
+            return _unreachable(self.host)
         down = [h.url for h in self._hosts if h.may_have(model) and (not h.up or h in tried)]
         if down:
-            return OllamaUnavailableError(", ".join(down), detail=f"no host up with {model}")
+            return _unreachable(", ".join(down), f"no host up with {model}")
         installed = sorted({name for h in self._hosts for name in (h.models or {})})
         return ModelNotFoundError(model, installed)
 
@@ -303,7 +309,7 @@ class RoutedChatModel:
         merged: dict[str, ModelInfo] = {}
         listed = [h for h in self._hosts if h.up and h.models is not None]
         if not listed:
-            raise OllamaUnavailableError(self.host, detail="no Ollama host answers")
+            raise _unreachable(self.host)
         for host in listed:
             for info in (host.models or {}).values():
                 merged.setdefault(model_key(info.name), info)
@@ -360,7 +366,7 @@ class RoutedChatModel:
                 host.mark_up()
                 self._wake()
             return version
-        raise OllamaUnavailableError(self.host, detail="no Ollama host answers")
+        raise _unreachable(self.host)
 
     async def pull(self, model: str, hosts: Sequence[str] = ()) -> AsyncIterator[PullProgress]:
         """Pull ``model`` to the named hosts (all when none is named), one after the other.
@@ -391,6 +397,10 @@ class RoutedChatModel:
                 retryable=False,
             )
         yield PullProgress(status=f"success: {model} is on {len(targets)} host(s)")
+
+
+def _unreachable(where: str, detail: str = "no Ollama host answers") -> OllamaUnavailableError:
+    return OllamaUnavailableError(where, detail=detail, hint=HOSTS_HINT)
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.errors import InputRejected, ModelNotFoundError
+from bot.errors import InputRejected, ModelNotFoundError, OllamaUnavailableError
 from bot.model.generation import Generator
 from bot.model.ollama import OllamaChatModel
 from bot.model.port import ChatRequest, HostStatus, select_hosts
@@ -287,3 +287,20 @@ async def test_a_model_every_host_lost_is_reported_with_what_all_hosts_have(
 
     assert missing.value.available_models == ("phi4:latest", "qwen3:8b")
     assert len(a.requests) + len(b.requests) == 3  # "one", then "two" tried on both
+
+
+async def test_every_host_down_is_reported_pointing_at_ollama_hosts_not_ollama_host(
+    fakes: tuple[FakeOllama, FakeOllama],
+) -> None:
+    a, b = fakes
+    async with routed(a, b) as router:
+        assert await text_of(router, ask("one")) == "echo: one"
+        await a.stop()
+        await b.stop()
+        with pytest.raises(OllamaUnavailableError) as down:
+            await text_of(router, ask("two"))
+        states = [s.up for s in router.statuses()]
+
+    assert "Check ollama.hosts in the config." in down.value.user_message
+    assert "OLLAMA_HOST" not in down.value.user_message
+    assert states == [False, False]
