@@ -10,6 +10,7 @@ import pytest
 
 from bot.errors import InputRejected, ModelNotFoundError, OllamaUnavailableError
 from bot.model.generation import Generator
+from bot.model.hosts import HostState
 from bot.model.ollama import OllamaChatModel
 from bot.model.port import ChatRequest, HostStatus, select_hosts
 from bot.model.retry import RetryPolicy
@@ -304,3 +305,21 @@ async def test_every_host_down_is_reported_pointing_at_ollama_hosts_not_ollama_h
     assert "Check ollama.hosts in the config." in down.value.user_message
     assert "OLLAMA_HOST" not in down.value.user_message
     assert states == [False, False]
+
+
+async def test_a_down_host_is_checked_again_after_a_doubling_backoff_up_to_the_maximum() -> None:
+    now = [100.0]
+    backend = OllamaChatModel("http://127.0.0.1:9", connect_timeout=0.5)
+    host = HostState(backend, cap=4, recheck_initial=1.0, recheck_max=5.0, clock=lambda: now[0])
+    waits = []
+    for _ in range(5):
+        host.mark_down(OllamaUnavailableError(host.url))
+        waits.append(host.next_check - now[0])
+    down = host.status()
+    host.mark_up()
+    host.mark_down(OllamaUnavailableError(host.url))
+    await backend.close()
+
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert (down.up, down.detail) == (False, "Cannot reach Ollama at http://127.0.0.1:9.")
+    assert host.next_check - now[0] == 1.0  # back up resets the backoff
