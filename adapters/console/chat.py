@@ -44,8 +44,6 @@ __all__ = ["CONSOLE_KEY", "ConsoleChat", "command_words", "console_help"]
 CONSOLE_KEY = SessionKey("console", "local", None)
 
 _QUIT = ("quit", "exit", "q")
-# Discord's ways to start a conversation; in a terminal every line already is one.
-_ELSEWHERE = {"ask", "chat"}
 # Other spellings parse_command accepts.
 _ALIASES = {"models", "pull", "new"}
 
@@ -54,7 +52,7 @@ def _help_entries(*, stop_command: bool) -> list[tuple[str, str]]:
     entries = [
         (usage, what.replace("this channel", "this chat"))
         for usage, what in HELP_LINES
-        if usage.split()[0] not in _ELSEWHERE and (stop_command or usage.split()[0] != "stop")
+        if stop_command or usage.split()[0] != "stop"
     ]
     entries.append(("quit", "leave (so does Ctrl-D)"))
     return entries

@@ -58,6 +58,12 @@ ModeChoice = Literal["balanced", "precise", "creative", "code"]
 QUICK = 2.0
 """Seconds a command may take before it is deferred (Discord wants an answer within 3)."""
 
+# Discord's own commands, listed first by /help: elsewhere every message already is a turn.
+HELP_LINES = (
+    ("ask <prompt>", "answer once, here"),
+    ("chat <prompt>", "start a conversation in a new thread"),
+)
+
 _SCOPES: dict[str, ScopeKind] = {
     "server": ScopeKind.SERVER,
     "channel": ScopeKind.ROOM,
@@ -405,4 +411,4 @@ class Commands:
 
         @tree.command(name="help", description="What the bot can do")
         async def help_cmd(interaction: Interaction) -> None:
-            await run(interaction, Help())
+            await run(interaction, Help(HELP_LINES))

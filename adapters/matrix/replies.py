@@ -378,7 +378,9 @@ class Replier:
         key = SessionKey(PLATFORM, room_id, thread)
         sender = RoomSender(self.client, room_id, message.event_id, root)
         author = self._author(room_id, message.sender)
-        ctx = CommandContext(key=key, server=self.space_of(room_id), author=author)
+        ctx = CommandContext(
+            key=key, server=self.space_of(room_id), author=author, room_word="room"
+        )
         try:
             command = parse_command(rest)
         except InputRejected as err:

@@ -138,7 +138,10 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Help:
-    pass
+    """The list of commands; ``extra`` lists first the ones only this platform has (Discord's
+    ``ask`` and ``chat``), as ``(usage, what it does)``."""
+
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +193,8 @@ Command = (
     | ToolsCalls
 )
 
+# The commands every platform has (``parse_command`` reads each of them).
 HELP_LINES: tuple[tuple[str, str], ...] = (
-    ("ask <prompt>", "answer once, here"),
-    ("chat <prompt>", "start a new conversation"),
     (
         "model show | set <name> | list | pull <name> [host ...]",
         "which model answers (set/pull: moderators)",

@@ -194,8 +194,9 @@ class CommandRunner:
                 return stop_result(await self._turns.stop(ctx.key, ctx.author))
             case ToolsList() | ToolsAllow() | ToolsDeny() | ToolsCalls():
                 return await self._tools.run(ctx, command)
-            case Help():
-                body = "\n".join(f"- `{usage}`: {what}" for usage, what in HELP_LINES)
+            case Help(extra):
+                lines = (*extra, *HELP_LINES)
+                body = "\n".join(f"- `{usage}`: {what}" for usage, what in lines)
                 return CommandResult("Commands", body, ephemeral=True)
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 

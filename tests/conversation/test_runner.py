@@ -32,8 +32,10 @@ from bot.conversation.commands import (
     SystemSet,
     SystemShow,
     ThinkSet,
+    parse_command,
 )
 from bot.conversation.engine import Engine
+from bot.errors import InputRejected
 from bot.store.port import Scope, ScopeKind
 from bot.turn import Author
 from tests.conversation.test_engine import KEY, MOD, make_config, make_engine
@@ -132,6 +134,22 @@ async def test_conversation_commands_answer_in_so_many_words(engine: Engine) -> 
     help_ = await engine.execute(MODS, Help())
     assert (help_.title, help_.ok, help_.ephemeral) == ("Commands", True, True)
     assert help_.body.splitlines()[0].startswith("- `")
+
+
+async def test_help_lists_what_every_platform_parses_and_the_platform_s_own_commands_first(
+    engine: Engine,
+) -> None:
+    everywhere = (await engine.execute(MODS, Help())).body.splitlines()
+    # Matrix's prefix and the terminal's slash go through parse_command, which has no ask or
+    # chat (Discord's slash commands): the shared list must not offer them.
+    assert not any(line.startswith(("- `ask", "- `chat")) for line in everywhere)
+    with pytest.raises(InputRejected) as refused:
+        parse_command("ask something")
+    assert "ask <prompt>" not in refused.value.user_message
+
+    own = (("ask <prompt>", "answer once, here"),)
+    lines = (await engine.execute(MODS, Help(own))).body.splitlines()
+    assert lines == ["- `ask <prompt>`: answer once, here", *everywhere]
 
 
 async def test_a_failed_command_is_said_privately_and_a_refusal_audits_the_value_in_force(

@@ -107,6 +107,16 @@ async def test_help_settings_and_stats_answer(
         assert await response_of(world, inter)
 
 
+async def test_help_on_discord_lists_ask_and_chat_first(world: World, bot: DiscordBot) -> None:
+    inter = await world.fake.send_slash(world.alice, world.general, "help")
+    lines = (await response_of(world, inter)).splitlines()
+    assert lines[1:3] == [
+        "- `ask <prompt>`: answer once, here",
+        "- `chat <prompt>`: start a conversation in a new thread",
+    ]
+    assert any(line.startswith("- `context show") for line in lines)
+
+
 async def test_commands_sync_to_configured_guilds_once(
     world: World, engine: Engine, fake_ollama: FakeOllama
 ) -> None:

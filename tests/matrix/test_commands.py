@@ -166,3 +166,21 @@ async def test_reset_in_the_room_clears_its_threads_and_the_next_request_is_fres
     await bot.bot.idle()
     sent = fake_ollama.requests[-1]["messages"]
     assert [m["content"] for m in sent if m["role"] in ("user", "assistant")] == ["which number?"]
+
+
+async def test_help_lists_what_matrix_reads_and_answers_speak_of_the_room(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    bot = await start_bot()
+    mod, _member, room_id = await setup_room(new_human, bot)
+
+    asked = await mod.send(room_id, "!ollabot help")
+    listed = await command_answer(mod, bot, room_id, asked)
+    assert "model show" in listed
+    # Discord's /ask and /chat: `!ollabot ask` is not a command here.
+    assert "ask <prompt>" not in listed
+    assert "chat <prompt>" not in listed
+
+    changed = await mod.send(room_id, "!ollabot model set qwen3")
+    assert "This room now uses" in await command_answer(mod, bot, room_id, changed)
