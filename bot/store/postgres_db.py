@@ -17,6 +17,7 @@ The only module that imports ``asyncpg``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -169,6 +170,7 @@ class PostgresDatabase:
         self.boot = secrets.randbits(63)
         self._pool: asyncpg.Pool | None = None
         self._life: asyncpg.Connection | None = None
+        self._relock: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -206,6 +208,7 @@ class PostgresDatabase:
             life = await asyncpg.connect(self._url, timeout=self.command_timeout)
             reached = await _apply_migrations(life, version)
             await life.execute("SELECT pg_advisory_lock($1)", self.boot)
+            life.add_termination_listener(self._life_lost)
             pool = await asyncpg.create_pool(
                 self._url,
                 min_size=1,
@@ -234,10 +237,47 @@ class PostgresDatabase:
         """Close the pool, then the boot's connection (which releases its lock). Idempotent."""
         pool, self._pool = self._pool, None
         life, self._life = self._life, None
+        relock, self._relock = self._relock, None
+        if relock is not None:
+            relock.cancel()
+            await asyncio.gather(relock, return_exceptions=True)
         if pool is not None:
             await pool.close()
         if life is not None:
             await life.close()
+
+    def _life_lost(self, conn: object) -> None:
+        """The connection holding the boot's lock closed: unless closing, take it again.
+
+        Until then the other processes see this boot as gone (the server restarted, or an
+        operator ended the session), so this is logged, and retried with backoff.
+        """
+        if conn is not self._life or self._pool is None or self._relock is not None:
+            return  # a clean close, or already on it
+        log.warning("lost the database connection that shows this process alive; reconnecting")
+        self._relock = asyncio.get_running_loop().create_task(self._take_life_again())
+
+    async def _take_life_again(self) -> None:
+        delay = 0.2
+        try:
+            while self._pool is not None:
+                life: asyncpg.Connection | None = None
+                try:
+                    life = await asyncpg.connect(self._url, timeout=self.command_timeout)
+                    await life.execute("SELECT pg_advisory_lock($1)", self.boot)
+                except DRIVER_ERRORS as exc:
+                    if life is not None:
+                        await life.close()
+                    log.warning("still no database connection for the liveness lock: %s", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                self._life = life
+                life.add_termination_listener(self._life_lost)
+                log.info("liveness lock taken again")
+                return
+        finally:
+            self._relock = None
 
     @asynccontextmanager
     async def op(self, operation: str) -> AsyncIterator[Conn]:

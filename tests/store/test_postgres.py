@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from bot.errors import StoreError
+from bot.errors import LeaseHeld, StoreError
 from bot.store.migrations.postgres import LATEST_VERSION, MIGRATIONS
 from bot.store.postgres import PostgresStore, pg_store_error, redact_url
 from bot.turn import SessionKey
@@ -117,3 +117,36 @@ def test_driver_errors_get_a_message_for_the_user(error: Exception, user_message
     translated = pg_store_error(error, "append message")
     assert translated.user_message.startswith(user_message)
     assert "append message" in translated.detail
+
+
+async def test_a_store_whose_liveness_session_is_ended_takes_its_lock_again(
+    postgres_url: str,
+) -> None:
+    lock = (
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)"
+    )
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        async with (
+            PostgresStore(postgres_url, instance="matrix") as holder,
+            PostgresStore(postgres_url, instance="other") as other,
+        ):
+            await holder.acquire_lease("matrix-sync:@bot:example.org")
+            [first] = [row[0] for row in await admin.fetch(lock, holder.boot)]
+            # An operator ends the session showing the holder alive (as a server restart does).
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+
+            async def locked_again() -> bool:
+                pids = [row[0] for row in await admin.fetch(lock, holder.boot)]
+                return bool(pids) and pids != [first]
+
+            async with asyncio.timeout(30):
+                while True:
+                    if await locked_again():
+                        break
+                    await asyncio.sleep(0.05)
+            with pytest.raises(LeaseHeld):
+                await other.acquire_lease("matrix-sync:@bot:example.org")
+    finally:
+        await admin.close()
