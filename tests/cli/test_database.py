@@ -202,3 +202,17 @@ async def test_run_refuses_a_second_matrix_sync_of_one_account_on_one_database(
         f"this database (instance 'matrix', pid {os.getpid()} on {socket.gethostname()}"
     ) in result.stderr
     assert "one syncing process per account" in result.stderr
+
+
+async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://ollabot:{PASSWORD}@127.0.0.1:{port}/ollabot"
+    config = write_config(tmp_path, "[discord]\nguild_ready_timeout = 0.05\n")
+    env = {"OLLABOT_DATABASE_URL": url, "DISCORD_TOKEN": "t", "OLLAMA_HOST": "127.0.0.1:9"}
+    result = await run_ollabot("--config", str(config), "run", cwd=tmp_path, env=env)
+    assert result.code == 1
+    assert "The bot cannot reach its database" in result.stderr
+    assert f"the database is postgresql://ollabot:***@127.0.0.1:{port}/ollabot." in result.stderr
+    assert PASSWORD not in result.output
