@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from rich.console import Console
@@ -21,7 +22,29 @@ from adapters.console.rich_surface import RichSurface
 from bot.conversation.commands import CommandResult
 from bot.types import PullProgress
 
-__all__ = ["RichScreen"]
+__all__ = ["RichScreen", "hard_breaks"]
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def hard_breaks(markdown: str) -> str:
+    """``markdown`` with each line break kept, as Discord and Matrix show a command's answer.
+
+    Command answers put their title and body on lines of their own (``**Title**\nbody``); in
+    CommonMark a single newline is a space, so the terminal would run them into one line. Lines
+    inside fenced code are left as they are.
+    """
+    lines = markdown.split("\n")
+    fence = ""
+    for i, line in enumerate(lines[:-1]):
+        marker = _FENCE.match(line)
+        if marker and not fence:
+            fence = marker.group(1)
+        elif marker and marker.group(1).startswith(fence) and not line.strip(" `~"):
+            fence = ""  # a closing fence: at least as long as the opening one, nothing after it
+        elif not fence and line.strip():
+            lines[i] = line.rstrip() + "  "
+    return "\n".join(lines)
 
 
 class RichScreen:
@@ -47,7 +70,8 @@ class RichScreen:
 
     def show(self, result: CommandResult) -> None:
         """A command's answer, rendered; a refusal or failure in red."""
-        self._console.print(Markdown(result.as_markdown(), style="" if result.ok else "red"))
+        markdown = hard_breaks(result.as_markdown())
+        self._console.print(Markdown(markdown, style="" if result.ok else "red"))
 
     def notice(self, text: str) -> None:
         """Something the bot says about the chat (a queue notice, a hint)."""

@@ -7,7 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
+from adapters.console.rich_screen import RichScreen, hard_breaks
 from adapters.console.rich_surface import RichSurface, status_text
+from bot.conversation.commands import CommandResult
 from bot.reply.streamer import ReplyStatus, ReplyStreamer
 from bot.types import Outcome, StreamChunk
 
@@ -65,3 +67,22 @@ async def test_an_error_before_any_text_shows_only_the_styled_error() -> None:
     await _reply(console, [], ReplyStatus(Outcome.ERROR, error="Ollama is down"))
 
     assert console.export_text().strip() == "✘ Ollama is down"
+
+
+def test_a_command_answer_keeps_its_title_and_body_on_lines_of_their_own() -> None:
+    console = _console()
+    screen = RichScreen(console)
+    calls = '```json\n{\n  "a": 1\n}\n```'
+
+    screen.show(CommandResult("`mode` set", "This chat now uses `precise`."))
+    screen.show(CommandResult("Tool calls", f"{calls}\nafter"))
+
+    lines = [line.rstrip() for line in console.export_text().split("\n") if line.strip()]
+    assert lines[:2] == ["mode set", "This chat now uses precise."]
+    assert lines[2] == "Tool calls"
+    # Code is left as written: no trailing spaces added inside the fence, also when a longer
+    # fence holds a shorter one.
+    assert hard_breaks(calls) == calls
+    nested = "````\n```\ninside\n````\nout\nend"
+    assert hard_breaks(nested) == "````\n```\ninside\n````\nout  \nend"
+    assert lines[-1] == "after"
