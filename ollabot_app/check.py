@@ -113,7 +113,8 @@ async def _check_database(config: BotConfig, out: TextIO) -> bool:
         async with store:
             found = await store.diagnostics()
     except StoreError as exc:
-        _line(out, BAD, "storage", f"{exc.user_message} ({store.where}: {exc.detail})")
+        # The operator reads this: the chat users' "ask the bot's operator" would be no help.
+        _line(out, BAD, "storage", f"cannot open the database at {store.where}: {exc.detail}")
         return False
     server, schema = found["server_version"], found["schema_version"]
     _line(out, OK, "storage", f"PostgreSQL {server} at {store.where} (schema v{schema})")

@@ -24,7 +24,7 @@ from bot.turn import SessionKey
 from bot.types import Role
 from ollabot_app.cli import main
 from ollabot_app.wiring import instance_name, make_store
-from tests.cli.runner import run_ollabot, write_config
+from tests.cli.runner import closed_port_url, run_ollabot, write_config
 
 PASSWORD = "pg-secret-never-printed"
 KEY = SessionKey("discord", "42", "43")
@@ -87,6 +87,23 @@ async def test_check_reports_the_database_without_its_password(
     result = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
     assert "[ok] storage: PostgreSQL" in result.stdout
     assert "postgresql://postgres:***@" in result.stdout
+    assert PASSWORD not in result.output
+
+
+async def test_check_says_why_the_database_cannot_be_opened_in_an_operator_s_words(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    port = closed_port_url().rsplit(":", 1)[1]
+    url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{port}/ollabot"
+    env = {"OLLABOT_DATABASE_URL": url, "OLLAMA_HOST": "127.0.0.1:9"}
+    result = await run_ollabot("--config", str(config), "check", cwd=tmp_path, env=env)
+    assert result.code == 1
+    line = next(x for x in result.stdout.splitlines() if "storage" in x)
+    assert line.startswith(
+        f"[!!] storage: cannot open the database at postgresql://bot:***@127.0.0.1:{port}/ollabot: "
+    )
+    assert "operator" not in line
     assert PASSWORD not in result.output
 
 
