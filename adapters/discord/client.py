@@ -83,6 +83,7 @@ class DiscordBot(discord.Client):
         self.synced = False
         self.mending: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._events: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
         await self.sync_commands()
@@ -139,6 +140,30 @@ class DiscordBot(discord.Client):
         if not task.cancelled() and task.exception() is not None:
             logger.error("message handler failed", exc_info=task.exception())
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # Once closing, discord.py has no loop (close() sets Client.loop to MISSING): an event
+        # then would build its handler's coroutine and fail to schedule it, and that coroutine
+        # would be reported "never awaited" wherever it is collected. A closing bot hears
+        # nothing more.
+        if self.is_closed():
+            return
+        super().dispatch(event, *args, **kwargs)
+
+    def _schedule_event(
+        self,
+        coro: Callable[..., Coroutine[Any, Any, Any]],
+        event_name: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        # discord.py runs each event handler as a task it does not keep. One scheduled while
+        # the client closes may never start; when its loop ends, the coroutine is reported
+        # "never awaited" wherever it is collected. Kept here, close() can end them.
+        task = super()._schedule_event(coro, event_name, *args, **kwargs)
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+        return task
+
     async def close(self) -> None:
         """End replies still being written (the engine marks them interrupted), then disconnect."""
         tasks = [*self._tasks, *self.runtime.in_flight]
@@ -146,6 +171,13 @@ class DiscordBot(discord.Client):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().close()
+        # Disconnected: no event comes in any more. The handlers still scheduled are ended, so
+        # none outlives the client (cancelling a task that never started closes its coroutine).
+        current = asyncio.current_task()
+        events = [t for t in self._events if t is not current and not t.done()]
+        for task in events:
+            task.cancel()
+        await asyncio.gather(*events, return_exceptions=True)
 
     async def _on_request_end(
         self,
