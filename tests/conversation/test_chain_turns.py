@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from bot.config import BotConfig
 from bot.conversation.engine import Engine
 from bot.store.port import MessageStatus
 from bot.turn import SessionKey
@@ -38,17 +34,6 @@ def json_tokens(data: object) -> list[str]:
     """The JSON text of ``data`` cut into small pieces, the way a model streams it."""
     text = json.dumps(data)
     return [text[i : i + 5] for i in range(0, len(text), 5)]
-
-
-@pytest.fixture
-def config(fake_ollama: FakeOllama, tmp_path: Path) -> BotConfig:
-    return make_config(fake_ollama, tmp_path / "bot.db")
-
-
-@pytest.fixture
-async def engine(config: BotConfig) -> AsyncIterator[Engine]:
-    async with make_engine(config) as eng:
-        yield eng
 
 
 async def test_a_chain_of_thought_is_a_reply_of_its_conversation_and_is_stored(

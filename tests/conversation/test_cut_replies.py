@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.config import BotConfig
 from bot.conversation.cut_replies import INTERRUPTED_BY_RESTART, last_message_text, shown_parts
@@ -21,23 +18,12 @@ from bot.store.port import CutReply, MessageStatus, NewMessage
 from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
 from bot.types import Outcome, Role
-from tests.conversation.test_engine import KEY, make_config, make_engine, turn
+from tests.conversation.test_engine import KEY, make_engine, turn
 from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.fakes.fake_surface import FakeSurface, GatePacer, default_footer
 
 OTHER = SessionKey("other", "room-2")
 FOOTER = default_footer(ReplyStatus(Outcome.INTERRUPTED, error=INTERRUPTED_BY_RESTART))
-
-
-@pytest.fixture
-def config(fake_ollama: FakeOllama, tmp_path: Path) -> BotConfig:
-    return make_config(fake_ollama, tmp_path / "bot.db")
-
-
-@pytest.fixture
-async def engine(config: BotConfig) -> AsyncIterator[Engine]:
-    async with make_engine(config) as eng:
-        yield eng
 
 
 def streaming_refs(db: Path) -> list[tuple[str, str | None]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +56,6 @@ def make_config(fake: FakeOllama, db: Path, **sections: Any) -> BotConfig:
 def make_engine(config: BotConfig) -> Engine:
     model = OllamaChatModel(config.ollama.host, connect_timeout=config.ollama.connect_timeout)
     return Engine(model, SqliteStore(config.storage.path), config)
-
-
-@pytest.fixture
-def config(fake_ollama: FakeOllama, tmp_path: Path) -> BotConfig:
-    return make_config(fake_ollama, tmp_path / "bot.db")
-
-
-@pytest.fixture
-async def engine(config: BotConfig) -> AsyncIterator[Engine]:
-    async with make_engine(config) as eng:
-        yield eng
 
 
 def turn(text: str, *, author: Author = ALICE, key: SessionKey = KEY, **kw: Any) -> Turn:

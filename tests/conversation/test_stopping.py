@@ -7,7 +7,6 @@ the answer says how many. Real engine, real SQLite, the real ollama client on th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from bot.conversation.commands import CommandContext, Stop
 from bot.conversation.engine import Engine, Notify, ReplyResult
 from bot.turn import Author, ScopeKind, SessionKey, Turn
 from bot.types import Outcome
-from tests.conversation.test_engine import make_config, make_engine
+from tests.conversation.test_engine import make_config
 from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.fakes.fake_surface import FakeSurface
 
@@ -33,12 +32,6 @@ THREAD_MOD = Author("u-tmod", "Tess", moderates=frozenset({ScopeKind.THREAD}))
 def config(fake_ollama: FakeOllama, tmp_path: Path) -> BotConfig:
     # A queued turn is told its place at once: the tests wait for that notice.
     return make_config(fake_ollama, tmp_path / "bot.db", limits={"queue_notice_delay": 0})
-
-
-@pytest.fixture
-async def engine(config: BotConfig) -> AsyncIterator[Engine]:
-    async with make_engine(config) as eng:
-        yield eng
 
 
 def queued() -> tuple[asyncio.Event, Notify]:
