@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -724,3 +725,21 @@ async def test_a_reply_that_used_tools_is_not_cached(
     assert (first.content, again.content) == ("Two.", "Two.")
     assert not again.cached  # the tool's answer may differ next time (the time, a lookup)
     assert len(fake_ollama.requests) == 4
+
+
+async def test_a_cache_hit_has_its_own_timings_and_is_reported_at_its_end(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    generator = Generator(backend, retry=FAST_RETRY, cache=ResponseCache())
+    request = ask(options={"temperature": 0.0})
+    first = await generator.stream(request)
+    ended: list[Response] = []
+    before = time.monotonic()
+    again = await generator.stream(request, on_end=ended.append)
+    elapsed = time.monotonic() - before
+    assert ended == [again]
+    assert again.cached
+    assert not first.cached
+    assert again.time_to_first_token is not None
+    assert again.total_duration is not None
+    assert 0 <= again.time_to_first_token <= again.total_duration <= elapsed
