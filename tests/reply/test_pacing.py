@@ -227,3 +227,31 @@ def test_the_pool_forgets_the_least_recently_used_destination_not_the_oldest() -
     pool.get("c")
     assert pool.get("a") is a
     assert pool.get("b") is not b
+
+
+async def test_refill_and_waits_follow_a_rate_other_than_one() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=4.0, burst=2)
+    assert await grant_times(pacer, clock, 4) == [0.0, 0.0, 0.25, 0.5]  # 1/4 s a token
+    clock.now += 0.125  # half a token
+    assert pacer.tokens == pytest.approx(0.5)
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(0.75)]
+
+
+async def test_headers_with_one_operation_left_allow_exactly_one_then_wait_for_the_reset() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=10.0, burst=5)
+    pacer.update_from_headers(limit=5, remaining=1, reset_after=0.5)
+    assert pacer.tokens == 1.0
+    assert await grant_times(pacer, clock, 1) == [0.0]  # the one left goes at once
+    pacer.update_from_headers(limit=5, remaining=0, reset_after=0.5)
+    assert await grant_times(pacer, clock, 1) == [0.5]  # none left: wait for the reset
+    assert pacer.burst == 5
+
+
+async def test_a_limit_of_one_per_window_becomes_the_burst() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=10.0, burst=5)
+    pacer.update_from_headers(limit=1, remaining=1, reset_after=0.0)
+    assert pacer.burst == 1
+    assert pacer.tokens == 1.0
