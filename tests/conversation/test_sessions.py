@@ -240,3 +240,41 @@ async def test_commands_have_their_own_budget_per_user() -> None:
     with pytest.raises(Busy, match="commands faster than 2 a minute"):
         await sessions.check_command_rate("alice")
     await sessions.check_command_rate("bob")
+
+
+async def test_a_full_bot_says_how_many_wait_and_when_to_retry() -> None:
+    sessions = SessionManager(max_concurrent=1, max_waiting=2, notice_delay=0)
+    release = asyncio.Event()
+    notices: list[str] = []
+
+    async def notify(text: str) -> None:
+        notices.append(text)
+
+    async def hold(room: str) -> None:
+        async with sessions.turn(SessionKey("test", room), notify):
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold(room)) for room in ("a", "b", "c")]
+    await settle()
+    assert notices == ["The bot is busy with other conversations; your reply starts soon."] * 2
+    with pytest.raises(Busy) as refused:
+        async with sessions.turn(SessionKey("test", "d")):
+            pass
+    assert refused.value.user_message == (
+        "The bot is answering 2 other messages right now. Try again in a minute."
+    )
+    assert refused.value.retry_after == 60.0
+    release.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_the_rate_limit_says_the_rate_and_the_wait() -> None:
+    sessions = SessionManager(user_messages_per_minute=2)
+    await sessions.check_rate("u")
+    await sessions.check_rate("u")
+    with pytest.raises(Busy) as refused:
+        await sessions.check_rate("u")
+    assert refused.value.user_message == (
+        "You are sending messages faster than 2 a minute. Try again in 30 s."
+    )
+    assert refused.value.retry_after == 30.0
