@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,25 @@ from tests.fakes.fake_ollama import FakeOllama, Reply
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.005, jitter=0.0)
 SHORT = Timeouts(first_token=5.0, between_tokens=5.0, total=20.0)
+
+
+@pytest.fixture(autouse=True)
+async def no_rescue_by_the_garbage_collector() -> AsyncIterator[None]:
+    """A stream dropped without ``aclose()`` stays open here, as a leak would in production.
+
+    asyncio closes an async generator that is garbage-collected, a few loop turns later, so a
+    stream the code forgot to close looks closed to the fake's counter. With the finalizer
+    hook replaced, only an explicit close counts; the leaked ones are closed after the test.
+    """
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    leaked: list[Any] = []
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=leaked.append)
+    try:
+        yield
+    finally:
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+        for agen in leaked:
+            await agen.aclose()
 
 
 @pytest.fixture
