@@ -20,6 +20,7 @@ from adapters.discord.places import (
 from adapters.discord.runtime import Runtime
 from adapters.discord.surface import NO_MENTIONS, ChannelSurface, translate
 from bot.errors import ChatError
+from bot.reply.pacing import acquire_first
 from bot.turn import Attachment, SessionKey, Turn
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class MessageHandler:
         )
 
         async def notify(text: str) -> None:
-            await pacer.acquire()
+            await acquire_first(pacer)  # a notice is a first message: before pending edits
             try:
                 await channel.send(text, allowed_mentions=NO_MENTIONS)
             except discord.HTTPException as err:

@@ -17,9 +17,19 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Clock", "IntervalPacer", "PacerPool", "Sleep", "TokenBucketPacer"]
+from bot.reply.surface import Pacer
+
+__all__ = [
+    "Clock",
+    "FirstPacer",
+    "IntervalPacer",
+    "PacerPool",
+    "Sleep",
+    "TokenBucketPacer",
+    "acquire_first",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +41,21 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # Tokens are floats; a grant that is short of a whole token by rounding noise still counts.
 _EPSILON = 1e-9
+
+
+@runtime_checkable
+class FirstPacer(Protocol):
+    """A pacer that can let a first message go before the edits waiting for the destination."""
+
+    async def acquire_first(self) -> None: ...
+
+
+async def acquire_first(pacer: Pacer) -> None:
+    """A grant for a first message: ahead of waiting edits when the pacer can do that."""
+    if isinstance(pacer, FirstPacer):
+        await pacer.acquire_first()
+    else:
+        await pacer.acquire()
 
 
 class TokenBucketPacer:
@@ -77,6 +102,10 @@ class TokenBucketPacer:
         # asyncio.Lock wakes waiters in arrival order, which makes the pacer FIFO-fair: only
         # the head waiter sleeps for the next token, the others queue behind it.
         self._lock = asyncio.Lock()
+        self._first_lock = asyncio.Lock()  # first messages among themselves: FIFO too
+        self._first_waiters = 0
+        self._no_first = asyncio.Event()
+        self._no_first.set()
         self.penalties = 0
 
     @property
@@ -96,16 +125,44 @@ class TokenBucketPacer:
         return self._tokens
 
     async def acquire(self) -> None:
-        """Wait for a token (behind earlier waiters), then take it."""
+        """Wait for a token (behind earlier waiters and any :meth:`acquire_first`), take it."""
         async with self._lock:
             while True:
                 now = self._clock()
                 self._refill(now)
                 wait = self._wait_time(now)
-                if wait <= 0:
+                if wait > 0:
+                    await self._sleep(wait)
+                elif self._first_waiters:
+                    # A first message waits: it goes before this edit.
+                    await self._no_first.wait()
+                else:
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return
-                await self._sleep(wait)
+
+    async def acquire_first(self) -> None:
+        """Wait for a token ahead of every :meth:`acquire` waiter, then take it.
+
+        For what a user waits to see at all: a reply's first message, a queue notice. The
+        edits already waiting absorb the delay (they show the newest text when their turn
+        comes), so a new reply does not wait behind the others' edits.
+        """
+        self._first_waiters += 1
+        self._no_first.clear()
+        try:
+            async with self._first_lock:
+                while True:
+                    now = self._clock()
+                    self._refill(now)
+                    wait = self._wait_time(now)
+                    if wait <= 0:
+                        self._tokens = max(0.0, self._tokens - 1.0)
+                        return
+                    await self._sleep(wait)
+        finally:
+            self._first_waiters -= 1
+            if not self._first_waiters:
+                self._no_first.set()
 
     def penalize(self, retry_after: float) -> None:
         """The platform answered 429: block until ``retry_after`` from now and slow down."""

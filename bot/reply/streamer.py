@@ -21,6 +21,7 @@ from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
 from bot.reply.layout import PLACEHOLDER, THINKING_MARK, ReplyLayout
+from bot.reply.pacing import acquire_first
 from bot.reply.report import Operation, StreamedReply
 from bot.reply.surface import Pacer, ReplyStatus, ReplySurface, is_append_only
 from bot.types import Outcome, StreamChunk
@@ -324,7 +325,12 @@ class ReplyStreamer:
                 if self._finishing:
                     return
                 continue
-            await self._pacer.acquire()
+            if self._sends:
+                await self._pacer.acquire()
+            else:
+                # The reply's first message goes before the edits waiting in the destination:
+                # nothing is visible yet, while the other replies' edits can wait a little.
+                await acquire_first(self._pacer)
             operation = self._next_operation()  # the newest text, after the wait
             if operation is None:
                 continue

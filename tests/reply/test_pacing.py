@@ -255,3 +255,44 @@ async def test_a_limit_of_one_per_window_becomes_the_burst() -> None:
     pacer.update_from_headers(limit=1, remaining=1, reset_after=0.0)
     assert pacer.burst == 1
     assert pacer.tokens == 1.0
+
+
+class ManualClock(FakeClock):
+    """Time that moves only when the test advances it; sleepers wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._moved = asyncio.Condition()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now + seconds
+        async with self._moved:
+            await self._moved.wait_for(lambda: self.now >= until - 1e-9)
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        async with self._moved:
+            self._moved.notify_all()
+        for _ in range(10):  # let every woken waiter run
+            await asyncio.sleep(0)
+
+
+async def test_a_first_message_goes_before_the_edits_already_waiting() -> None:
+    """Issue 10, point 8: a new reply's first text is not queued behind other replies' edits."""
+    clock = ManualClock()
+    pacer = TokenBucketPacer(1.0, 1, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()  # the bucket is empty: everything below waits for refills
+    order: list[str] = []
+
+    async def take(name: str, first: bool = False) -> None:
+        await (pacer.acquire_first() if first else pacer.acquire())
+        order.append(name)
+
+    edits = [asyncio.create_task(take(f"edit{i}")) for i in range(3)]
+    await clock.advance(0)  # the edits are waiting first
+    first = asyncio.create_task(take("first message", first=True))
+    await clock.advance(0)
+    for _ in range(4):
+        await clock.advance(1.0)
+    await asyncio.gather(*edits, first)
+    assert order == ["first message", "edit0", "edit1", "edit2"]  # one token each
