@@ -43,6 +43,18 @@ def _bottom(screen: str) -> str:
     return screen.split("\n")[-1].strip()
 
 
+def _prompt_after(text: str, times: int = 1) -> Callable[[str], bool]:
+    """``text`` is on screen ``times`` times and an empty prompt was drawn below the last (keys
+    now reach the prompt; typed earlier, the terminal would echo them itself)."""
+
+    def test(screen: str) -> bool:
+        lines = screen.split("\n")
+        found = [i for i, line in enumerate(lines) if text in line]
+        return len(found) >= times and any(line.rstrip() == ">" for line in lines[found[-1] + 1 :])
+
+    return test
+
+
 def _prompt_shows(typed: str) -> Callable[[str], bool]:
     """The prompt's line (the last one starting with ">") reads ``> typed``."""
 
@@ -141,7 +153,7 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
         second.type(UP)  # the last message of the first run, both its lines
         recalled = await asyncio.to_thread(second.wait_for, "second line")
         second.type("\x03")  # Ctrl-C at the prompt: clears the line, says how to leave
-        hint = await asyncio.to_thread(second.wait_for, "Ctrl-C again")
+        hint = await asyncio.to_thread(second.wait_for, _prompt_after("Ctrl-C again"))
         second.type("\x12light")  # Ctrl-R: search what was typed, in earlier runs too
         await asyncio.to_thread(second.wait_for, "the lighthouse")
         second.type(ENTER)  # takes the line found
@@ -150,7 +162,7 @@ async def test_completion_history_across_runs_and_ctrl_c_twice_leaves(
         await asyncio.to_thread(second.wait_for, "echo: remember the lighthouse")
         await asyncio.to_thread(second.wait_for, _prompt_shows(""))
         second.type("\x03")
-        await asyncio.to_thread(second.wait_for, "Ctrl-C again")
+        await asyncio.to_thread(second.wait_for, _prompt_after("Ctrl-C again", times=2))
         second.type("\x03")  # pressed again: leaves
         code = await asyncio.to_thread(second.wait_exit)
     finally:
