@@ -269,7 +269,9 @@ async def test_every_settings_command_of_a_non_moderator_is_refused_and_audited(
     assert stored_settings(bot.db) == []
     assert "phi4:latest" not in fake_ollama.models
     audit = await bot.engine.store.audit_log()
+    # Each refused key is audited once per person and scope in ten minutes (README): the
+    # repeats are logged, not audited again.
     assert Counter((e.key, e.allowed, e.actor_id) for e in audit) == Counter(
-        (key, False, member.user_id) for key in attempts.values()
+        (key, False, member.user_id) for key in set(attempts.values())
     )
-    assert {e.new_value for e in audit if e.key == "mode"} == {"creative", "evil"}
+    assert {e.new_value for e in audit if e.key == "mode"} == {"creative"}
