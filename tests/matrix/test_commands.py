@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import nio
 import pytest
 
-from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.matrix.conftest import Human, RunningBot, StartBot, eventually, unique
 
 pytestmark = pytest.mark.synapse
@@ -184,3 +185,23 @@ async def test_help_lists_what_matrix_reads_and_answers_speak_of_the_room(
 
     changed = await mod.send(room_id, "!ollabot model set qwen3")
     assert "This room now uses" in await command_answer(mod, bot, room_id, changed)
+
+
+async def test_stop_from_someone_else_is_refused_and_the_reply_goes_on(
+    new_human: Any, start_bot: StartBot, fake_ollama: FakeOllama
+) -> None:
+    """Issue 10, point 2: ``!ollabot stop`` follows the engine's rule (asker or moderator)."""
+    release = asyncio.Event()
+    fake_ollama.script(Reply(tokens=["a ", "b ", "c"], hold_after=2, release=release))
+    bot = await start_bot()
+    mod, member, room_id = await setup_room(new_human, bot)
+    asked = await mod.send(room_id, "go on", mention=bot.user_id)
+    [reply, *_] = await eventually(lambda: mod.replies_to(room_id, bot.user_id, asked))
+
+    refused = await member.send(room_id, "!ollabot stop", thread_root=asked)
+    [answer, *_] = await eventually(lambda: member.replies_to(room_id, bot.user_id, refused))
+    # (Not bot.idle(): the held reply is one of the bot's tasks.)
+    assert "Not yours to stop" in await member.visible_text(room_id, answer["event_id"])
+    release.set()
+    await bot.bot.idle()
+    assert await mod.visible_text(room_id, reply["event_id"]) == "a b c"
