@@ -51,7 +51,7 @@ async def migrate_command(
     source: str | None,
     target: str | None,
     force: bool,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Copy ``source`` (``sqlite:PATH``; default ``storage.path``) into ``target`` (a URL;
     default the configured database) and print the counts.
@@ -63,6 +63,7 @@ async def migrate_command(
         ConfigError: ``--from`` or ``--to`` is not usable.
         StoreError: A database failed, or the target holds data and ``force`` is false.
     """
+    out = out or sys.stdout  # looked up now: a test may have replaced it since the import
     path = _source_path(source, config)
     url = _target_url(target, config)
     out.write(f"Copying {path} into {redact_url(url)}\n")

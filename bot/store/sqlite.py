@@ -113,6 +113,9 @@ class SqliteStore(SqliteSettings):
         super().__init__(path, busy_timeout_ms=busy_timeout_ms)
         self.instance = instance
         self.boot = secrets.randbits(63)
+        self._boot_lock = boots.BootLock(
+            self.path if isinstance(self.path, Path) else None, self.boot
+        )
 
     async def open(self) -> None:
         """Connect, migrate, and record this run as a live boot (see :mod:`bot.store.sqlite_boots`).
@@ -123,8 +126,21 @@ class SqliteStore(SqliteSettings):
         if self._db is not None:
             return
         await super().open()
-        async with self._transaction("record boot") as db:
-            await boots.open_boot(db, self.boot, self.instance)
+        try:
+            self._boot_lock.take()
+            async with self._transaction("record boot") as db:
+                await boots.open_boot(db, self.boot, self.instance)
+        except OSError as exc:
+            await super().close()
+            self._boot_lock.release()
+            raise StoreError(
+                "The bot cannot write beside its database file; ask the bot's operator.",
+                detail=f"boot lock in {self._boot_lock.directory}: {exc}",
+            ) from exc
+        except BaseException:
+            await super().close()
+            self._boot_lock.release()
+            raise
 
     async def close(self) -> None:
         """Record a clean end of this boot (its leases are given up), then close. Idempotent."""
@@ -136,6 +152,7 @@ class SqliteStore(SqliteSettings):
                 # The file may be gone or locked: the boot then ends as a crashed one would.
                 log.warning("could not record the store's clean close: %s", err.detail)
         await super().close()
+        self._boot_lock.release()
 
     # Sessions
 
@@ -301,7 +318,10 @@ class SqliteStore(SqliteSettings):
                 " AND (m.owner_instance = ? OR m.owner_instance IS NULL) ORDER BY m.id",
                 (self.instance,),
             )
-            gone = {boot: await boots.boot_is_gone(db, boot) for boot in {row[6] for row in rows}}
+            gone = {
+                boot: await boots.boot_is_gone(db, self._boot_lock, boot)
+                for boot in {row[6] for row in rows}
+            }
             cut = [row for row in rows if row[6] == self.boot or gone[row[6]]]
             for row in cut:
                 await run(
@@ -359,12 +379,12 @@ class SqliteStore(SqliteSettings):
             StoreError: The database failed.
         """
         async with self._transaction("acquire lease") as db:
-            await boots.acquire_lease(db, name, self.boot, self.instance)
+            await boots.acquire_lease(db, self._boot_lock, name, self.instance)
 
     async def running_elsewhere(self) -> list[tuple[str, str, int]]:
         """(instance, host, pid) of the other live stores on this file: running bots."""
         async with self._op("read boots") as db:
-            return await boots.live_boots(db, self.boot)
+            return await boots.live_boots(db, self._boot_lock)
 
     async def release_lease(self, name: str) -> None:
         """Give the lease ``name`` up, if this store holds it."""

@@ -6,6 +6,8 @@ schema by hand, and checks the file's integrity afterwards.
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
@@ -23,6 +25,7 @@ from bot.types import Role
 KEY = SessionKey("matrix", "!room:example.org")
 ROOM = Scope("matrix", ScopeKind.ROOM, "!room:example.org")
 BUSY = "The bot's database is busy; try again in a moment."
+STREAMING = MessageStatus.STREAMING
 
 
 @pytest.fixture
@@ -241,3 +244,24 @@ async def test_context_query_is_a_range_scan_of_the_session_index(db_path: Path)
         params = (1, 2, *"abcd", 3)
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _CONTEXT_SQL, params)]
     assert plan == ["SEARCH messages USING INDEX messages_session (session_id=? AND id<?)"]
+
+
+async def test_a_crashed_run_with_this_very_pid_and_host_is_known_to_be_gone(db_path: Path) -> None:
+    # A container restarted after a crash often gets the pid and host name its last run had:
+    # only the lock its run held (released by the kernel at the crash) tells it is gone.
+    async with SqliteStore(db_path, instance="main") as first:
+        session = await first.session_id(KEY)
+        cut = await first.append(session, NewMessage(Role.ASSISTANT, "half", status=STREAMING))
+        await first.acquire_lease("matrix-sync:@bot:example.org")
+        crashed = first.boot
+    with raw(db_path) as conn:  # the crash: no clean close was recorded
+        conn.execute("UPDATE boots SET closed_at = NULL, host = ?, pid = ? WHERE boot = ?",
+                     (socket.gethostname(), os.getpid(), crashed))  # fmt: skip
+        conn.execute(
+            "INSERT INTO leases VALUES ('matrix-sync:@bot:example.org', ?, 'main', ?, ?, ?)",
+            (crashed, socket.gethostname(), os.getpid(), "2026-11-26T10:00:00+00:00"),
+        )
+    async with SqliteStore(db_path, instance="main") as restarted:
+        assert [c.message_id for c in await restarted.mark_interrupted()] == [cut]
+        await restarted.acquire_lease("matrix-sync:@bot:example.org")
+        assert await restarted.running_elsewhere() == []

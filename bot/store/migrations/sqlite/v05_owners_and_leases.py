@@ -14,7 +14,7 @@ STATEMENTS: tuple[str, ...] = (
     "ALTER TABLE messages ADD COLUMN owner_instance TEXT",
     "ALTER TABLE messages ADD COLUMN owner_boot INTEGER",
     # One row per open store; closed_at is set by a clean close. A boot is alive while its row
-    # is open and its process runs (same host: the pid is checked; another host: assumed alive).
+    # is open and its lock file is held (bot/store/sqlite_boots.py); host and pid are for people.
     """
     CREATE TABLE boots (
         boot INTEGER PRIMARY KEY,
