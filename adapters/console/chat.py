@@ -23,13 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from adapters.console.status import StatusLine
-from bot.conversation.commands import (
-    HELP_LINES,
-    CommandContext,
-    CommandResult,
-    PullView,
-    parse_command,
-)
+from bot.conversation.commands import HELP_LINES, CommandContext, parse_command
+from bot.conversation.results import CommandResult, PullView
 from bot.errors import InputRejected, OllabotError
 from bot.reply.surface import ReplyStatus, ReplySurface
 from bot.turn import Author, SessionKey, Turn

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from adapters.console.surface import ConsoleSurface
-from bot.conversation.commands import CommandResult, render_progress_bar
+from bot.conversation.results import CommandResult, render_progress_bar
 from bot.types import PullProgress
 
 __all__ = ["PlainScreen", "plain_text"]

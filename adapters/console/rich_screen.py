@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.text import Text
 
 from adapters.console.rich_surface import RichSurface
-from bot.conversation.commands import CommandResult
+from bot.conversation.results import CommandResult
 from bot.types import PullProgress
 
 __all__ = ["RichScreen", "hard_breaks"]

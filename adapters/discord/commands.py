@@ -30,7 +30,6 @@ from bot.conversation.commands import (
     ModelShow,
     ModeSet,
     ModeShow,
-    PullView,
     Reset,
     SettingsShow,
     Stats,
@@ -39,13 +38,12 @@ from bot.conversation.commands import (
     SystemSet,
     SystemShow,
     ThinkSet,
-    ToolCallsView,
     ToolsAllow,
     ToolsCalls,
     ToolsDeny,
     ToolsList,
-    render_progress_bar,
 )
+from bot.conversation.results import PullView, ToolCallsView, render_progress_bar
 from bot.store.port import ScopeKind
 from bot.types import PullProgress
 

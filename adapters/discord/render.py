@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.conversation.commands import CommandResult
+from bot.conversation.results import CommandResult
 from bot.reply.streamer import ReplyStatus
 from bot.types import Outcome
 from bot.validation import neutralise_bidi

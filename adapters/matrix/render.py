@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import nh3
 from markdown_it import MarkdownIt
 
-from bot.conversation.commands import ToolCallsView, call_outcome
+from bot.conversation.results import ToolCallsView, call_outcome
 
 __all__ = ["content", "edit_content", "render_html", "tool_calls_content"]
 

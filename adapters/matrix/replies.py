@@ -21,15 +21,9 @@ from adapters.matrix.e2ee import EncryptionNotices
 from adapters.matrix.media import fetch_media
 from adapters.matrix.render import tool_calls_content
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
-from bot.conversation.commands import (
-    CommandContext,
-    Cot,
-    PullView,
-    ToolCallsView,
-    parse_command,
-    render_progress_bar,
-)
+from bot.conversation.commands import CommandContext, Cot, parse_command
 from bot.conversation.permissions import may_stop, place_kind
+from bot.conversation.results import PullView, ToolCallsView, render_progress_bar
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer

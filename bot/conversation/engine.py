@@ -18,8 +18,9 @@ from typing import Any
 
 from bot.config import BotConfig
 from bot.conversation.answering import Answerer, Notify, ReplyResult
-from bot.conversation.commands import Command, CommandContext, CommandResult
+from bot.conversation.commands import Command, CommandContext
 from bot.conversation.cut_replies import Mend, mend_cut_replies
+from bot.conversation.results import CommandResult
 from bot.conversation.retention import Retention
 from bot.conversation.runner import CommandRunner
 from bot.conversation.sessions import SessionManager, StoppedWhileQueued

@@ -19,7 +19,7 @@ happened in (:attr:`bot.turn.Author.moderates`, or :attr:`~bot.turn.Author.is_mo
 
 from __future__ import annotations
 
-from bot.conversation.commands import Refusal
+from bot.conversation.results import Refusal
 from bot.turn import Author, ScopeKind, SessionKey
 
 __all__ = [

@@ -16,26 +16,19 @@ from bot.conversation.commands import (
     HELP_LINES,
     Command,
     CommandContext,
-    CommandResult,
     ContextSet,
     ContextShow,
     Cot,
     Help,
     ModelList,
-    ModelListView,
     ModelPull,
     ModelSet,
     ModelShow,
     ModeSet,
     ModeShow,
-    PullView,
-    Refusal,
     Reset,
-    SettingRow,
     SettingsShow,
-    SettingsView,
     Stats,
-    StatsView,
     Stop,
     SystemClear,
     SystemSet,
@@ -47,6 +40,15 @@ from bot.conversation.commands import (
     ToolsList,
 )
 from bot.conversation.permissions import SCOPE_WORDS, may_pull, settings_refusal
+from bot.conversation.results import (
+    CommandResult,
+    ModelListView,
+    PullView,
+    Refusal,
+    SettingRow,
+    SettingsView,
+    StatsView,
+)
 from bot.conversation.sessions import SessionManager
 from bot.conversation.settings import (
     EffectiveSettings,

@@ -15,20 +15,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from bot.config import BotConfig
-from bot.conversation.commands import (
-    CommandContext,
+from bot.conversation.commands import CommandContext, ToolsAllow, ToolsCalls, ToolsDeny, ToolsList
+from bot.conversation.permissions import SCOPE_WORDS, settings_refusal
+from bot.conversation.results import (
     CommandResult,
     SettingRow,
     ToolCallsView,
     ToolRow,
-    ToolsAllow,
-    ToolsCalls,
-    ToolsDeny,
-    ToolsList,
     ToolsView,
     call_outcome,
 )
-from bot.conversation.permissions import SCOPE_WORDS, settings_refusal
 from bot.conversation.settings import target_scope
 from bot.conversation.tool_rules import TOOLS_KEY, check_pattern, load_rules
 from bot.model.mcp import McpServerSpec

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from adapters.console.rich_screen import RichScreen, hard_breaks
 from adapters.console.rich_surface import RichSurface, status_text
-from bot.conversation.commands import CommandResult
+from bot.conversation.results import CommandResult
 from bot.reply.streamer import ReplyStatus, ReplyStreamer
 from bot.types import Outcome, StreamChunk
 

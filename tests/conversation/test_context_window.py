@@ -16,11 +16,11 @@ from bot.conversation.commands import (
     ContextSet,
     ContextShow,
     SettingsShow,
-    SettingsView,
     parse_command,
 )
 from bot.conversation.engine import Engine
 from bot.conversation.history import estimate_tokens
+from bot.conversation.results import SettingsView
 from bot.store.port import NewMessage, ScopeKind
 from bot.turn import Attachment, SessionKey
 from bot.types import Outcome, Role

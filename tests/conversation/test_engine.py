@@ -15,14 +15,12 @@ from bot.conversation.commands import (
     ModelPull,
     ModelSet,
     ModeSet,
-    PullView,
     Reset,
     SettingsShow,
-    SettingsView,
     Stats,
-    StatsView,
 )
 from bot.conversation.engine import Engine
+from bot.conversation.results import PullView, SettingsView, StatsView
 from bot.model.ollama import OllamaChatModel
 from bot.store.port import MessageStatus, NewMessage, Scope, ScopeKind
 from bot.store.sqlite import SqliteStore

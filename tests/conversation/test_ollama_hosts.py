@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import BotConfig
-from bot.conversation.commands import CommandContext, ModelList, ModelPull, PullView
+from bot.conversation.commands import CommandContext, ModelList, ModelPull
 from bot.conversation.engine import Engine, ReplyResult
+from bot.conversation.results import PullView
 from bot.model.ollama import OllamaChatModel
 from bot.model.port import short_host
 from bot.model.router import RoutedChatModel

@@ -14,19 +14,15 @@ import pytest
 from bot.config import BotConfig
 from bot.conversation.commands import (
     CommandContext,
-    CommandResult,
     Help,
     ModelPull,
     ModelSet,
     ModelShow,
     ModeSet,
     ModeShow,
-    PullView,
     Reset,
     SettingsShow,
-    SettingsView,
     Stats,
-    StatsView,
     Stop,
     SystemClear,
     SystemSet,
@@ -35,6 +31,7 @@ from bot.conversation.commands import (
     parse_command,
 )
 from bot.conversation.engine import Engine
+from bot.conversation.results import CommandResult, PullView, SettingsView, StatsView
 from bot.errors import InputRejected
 from bot.store.port import Scope, ScopeKind
 from bot.turn import Author

@@ -16,17 +16,14 @@ from bot.config import load_config
 from bot.conversation.commands import (
     CommandContext,
     ModelSet,
-    Refusal,
     SettingsShow,
-    SettingsView,
-    ToolCallsView,
     ToolsAllow,
     ToolsCalls,
     ToolsDeny,
     ToolsList,
-    ToolsView,
 )
 from bot.conversation.engine import Engine
+from bot.conversation.results import Refusal, SettingsView, ToolCallsView, ToolsView
 from bot.model.ollama import OllamaChatModel
 from bot.store.port import Scope, ScopeKind
 from bot.store.sqlite import SqliteStore

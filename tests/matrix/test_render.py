@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.matrix.render import content, edit_content, render_html, tool_calls_content
-from bot.conversation.commands import ToolCallsView
+from bot.conversation.results import ToolCallsView
 from bot.model.toolbox import ToolCallRecord
 
 
