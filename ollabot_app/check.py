@@ -38,12 +38,16 @@ def _line(out: TextIO, mark: str, what: str, text: str) -> None:
     out.write(f"[{mark}] {what}: {text}\n")
 
 
-async def check(config: BotConfig, *, source: str, out: TextIO = sys.stdout) -> int:
+async def check(config: BotConfig, *, source: str, out: TextIO | None = None) -> int:
     """Report on the config, Ollama, the default model, storage and each adapter.
+
+    Args:
+        out: Where the report goes; standard output as it is at the call when ``None``.
 
     Returns:
         0 when the bot can start as configured, 1 when something is missing.
     """
+    out = out or sys.stdout  # looked up now, not at import: a test may have replaced it since
     healthy = True
     _line(out, OK, "config", f"{source} is valid")
     healthy &= await _check_ollama(config, out)
@@ -176,13 +180,14 @@ async def _check_ollama(config: BotConfig, out: TextIO) -> bool:
     return len(up) == len(hosts)
 
 
-async def list_models(config: BotConfig, *, out: TextIO = sys.stdout) -> int:
+async def list_models(config: BotConfig, *, out: TextIO | None = None) -> int:
     """Print the installed models, one a line: name, parameters, family, size, context, abilities;
     with several Ollama hosts, the hosts that have each model, then each host's state.
 
     Raises:
         OllamaError: Ollama cannot be reached or failed.
     """
+    out = out or sys.stdout
     model = make_model(config)
     try:
         hosts = await model.hosts() if config.ollama.hosts else []

@@ -30,13 +30,16 @@ Interrupt = Callable[[], Awaitable[bool]]
 
 
 async def run_bot(
-    config: BotConfig, *, source: str, err: TextIO = sys.stderr, plain: bool = False
+    config: BotConfig, *, source: str, err: TextIO | None = None, plain: bool = False
 ) -> None:
     """Start every configured adapter; the terminal chat when none is.
+
+    ``err`` is standard error as it is at the call when ``None`` (not at import).
 
     Raises:
         ConfigError: an adapter's table is invalid or its secret is missing.
     """
+    err = err or sys.stderr
     configured = [s for s in adapter_statuses(config, source=source) if s.configured]
     problems = [s.problem for s in configured if s.problem]
     if problems:
@@ -66,14 +69,15 @@ async def run_bot(
         logger.info("shutting down", extra={"adapters": names})
 
 
-async def run_chat(config: BotConfig, *, err: TextIO = sys.stderr, plain: bool = False) -> None:
+async def run_chat(config: BotConfig, *, err: TextIO | None = None, plain: bool = False) -> None:
     """The terminal chat on standard input and output.
 
     Args:
         config: The bot configuration.
-        err: Where start-up warnings go.
+        err: Where start-up warnings go (standard error as it is at the call when ``None``).
         plain: Plain text even on a colour terminal (``--plain``).
     """
+    err = err or sys.stderr
     async with open_engine(config) as engine:
         await _warn_if_ollama_down(engine, err)
         rich = rich_terminal(sys.stdin, sys.stdout, env=os.environ, plain=plain)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import re
 import sys
@@ -11,6 +13,7 @@ import pytest
 from nio.crypto import OlmAccount
 from nio.store import DefaultStore
 
+from ollabot_app.cli import main
 from tests.cli.runner import closed_port_url, run_ollabot, write_config
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.mcp_launch import FILES_SCRIPT
@@ -167,3 +170,28 @@ async def test_check_starts_each_mcp_server_and_says_which_is_down(
     assert SECRET not in result.output
     assert "pw@" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_check_in_process_writes_to_standard_output_as_it_is_when_called(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # main() imports the command modules lazily, often while a test has replaced sys.stdout: an
+    # output stream bound at import (a default argument) outlives that test and is closed later
+    # (a clean clone's CI run failed with "I/O operation on closed file" in `migrate`).
+    import ollabot_app.check as check_module
+
+    stale = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stale)
+    importlib.reload(check_module)
+    monkeypatch.undo()
+    stale.close()
+    for name in ("DISCORD_TOKEN", "MATRIX_ACCESS_TOKEN", "MATRIX_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", closed_port_url())
+
+    code = main(["--config", str(write_config(tmp_path)), "check"])
+
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert out.startswith("[ok] config: ")
+    assert "[!!] ollama: Cannot reach Ollama" in out
