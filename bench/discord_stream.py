@@ -132,7 +132,7 @@ async def run(tokens: int, rate: float, burst: int) -> dict[str, Any]:
             if channel is shared:
                 # Each reply's first words: from the model writing them to the first message
                 # that shows them (issue 10: a new reply is not paced behind the others' edits).
-                for j in range(len(singles), len(targets)):
+                for j in range(len(targets)):  # Ollama's replies go out in request order
                     word = f"r{j}t0"
                     if word in seen and word in _sent_at:
                         first_text.append(seen[word] - _sent_at[word])

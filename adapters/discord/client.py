@@ -35,7 +35,11 @@ _WEBHOOK_URL = re.compile(r"/webhooks/\d+/([^/?]+)")
 def default_pacers(config: DiscordConfig) -> Callable[[int], Pacer]:
     """One token bucket per channel, shared by every reply there (see ``edits_per_second``)."""
     pool = PacerPool(
-        lambda: TokenBucketPacer(rate=config.edits_per_second, burst=config.edit_burst)
+        lambda: TokenBucketPacer(
+            rate=config.edits_per_second,
+            burst=config.edit_burst,
+            first_borrow=config.first_message_borrow,
+        )
     )
     return lambda channel_id: pool.get(str(channel_id))
 

@@ -31,6 +31,9 @@ class DiscordConfig(BaseModel):
             spreading them evenly (with a burst of 1) keeps a streamed reply within a second
             of the model, where a burst of 5 would stall it for the rest of the window.
         edit_burst: Operations a channel may make at once before ``edits_per_second`` applies.
+        first_message_borrow: Operations a reply's first message (or a queue notice) may take
+            ahead of the channel's pacing: Discord's window allows about 5 per 5 s, so four
+            replies starting together all show text at once; the edits after them wait.
         shard_count: Run discord.py's ``AutoShardedClient`` with this many shards in total
             (``None``: one unsharded connection). Several processes can split the shards.
         shard_ids: The shards this process runs (``None``: all of ``shard_count``).
@@ -57,6 +60,7 @@ class DiscordConfig(BaseModel):
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     edits_per_second: float = Field(default=1.0, gt=0)
     edit_burst: int = Field(default=1, ge=1)
+    first_message_borrow: int = Field(default=3, ge=0, le=4)
     shard_count: int | None = Field(default=None, ge=1)
     shard_ids: tuple[int, ...] | None = None
 

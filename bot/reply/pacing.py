@@ -72,6 +72,10 @@ class TokenBucketPacer:
         rate: Tokens added per second.
         burst: The most tokens the bucket holds (and starts with).
         recover_after: Seconds without a penalty after which learned slow-downs are forgotten.
+        first_borrow: Tokens :meth:`acquire_first` may borrow ahead of the refill when the
+            bucket is empty (the platform's window allows more than the smoothed burst: Discord
+            about 5 per 5 s); the edits that follow wait until the debt is paid back. A 429 or
+            headers saying nothing remains still block everything.
         clock: Monotonic time source.
         sleep: How to wait.
     """
@@ -82,9 +86,12 @@ class TokenBucketPacer:
         burst: int,
         *,
         recover_after: float = 300.0,
+        first_borrow: int = 0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        if first_borrow < 0:
+            raise ValueError(f"first_borrow must not be negative (got {first_borrow})")
         if rate <= 0 or burst < 1:
             raise ValueError(f"rate must be positive and burst at least 1 (got {rate}, {burst})")
         self._configured = (rate, burst)
@@ -104,6 +111,7 @@ class TokenBucketPacer:
         self._lock = asyncio.Lock()
         self._first_lock = asyncio.Lock()  # first messages among themselves: FIFO too
         self._first_waiters = 0
+        self._first_borrow = first_borrow
         self._no_first = asyncio.Event()
         self._no_first.set()
         self.penalties = 0
@@ -154,9 +162,10 @@ class TokenBucketPacer:
                 while True:
                     now = self._clock()
                     self._refill(now)
-                    wait = self._wait_time(now)
+                    wait = self._wait_time(now, borrow=self._first_borrow)
                     if wait <= 0:
-                        self._tokens = max(0.0, self._tokens - 1.0)
+                        # Borrowed tokens are paid back by the edits, which wait for the refill.
+                        self._tokens -= 1.0
                         return
                     await self._sleep(wait)
         finally:
@@ -221,12 +230,12 @@ class TokenBucketPacer:
             self._tokens = max(self._tokens, float(min(self._burst, self._reset_tokens)))
             self._reset_at = None
 
-    def _wait_time(self, now: float) -> float:
+    def _wait_time(self, now: float, borrow: int = 0) -> float:
         if now < self._blocked_until:
             return self._blocked_until - now
-        if self._tokens >= 1.0 - _EPSILON:
+        if self._tokens >= 1.0 - borrow - _EPSILON:
             return 0.0
-        return (1.0 - self._tokens) / self._rate
+        return (1.0 - borrow - self._tokens) / self._rate
 
 
 class IntervalPacer:

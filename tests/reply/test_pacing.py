@@ -296,3 +296,12 @@ async def test_a_first_message_goes_before_the_edits_already_waiting() -> None:
         await clock.advance(1.0)
     await asyncio.gather(*edits, first)
     assert order == ["first message", "edit0", "edit1", "edit2"]  # one token each
+
+
+async def test_first_messages_borrow_ahead_of_the_pacing_and_the_edits_pay_it_back() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    for _ in range(4):  # four replies starting together: all four first messages at once
+        await pacer.acquire_first()
+    assert clock.now == 1000.0
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(4.0)]  # the debt, then an edit
