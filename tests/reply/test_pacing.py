@@ -305,3 +305,128 @@ async def test_first_messages_borrow_ahead_of_the_pacing_and_the_edits_pay_it_ba
         await pacer.acquire_first()
     assert clock.now == 1000.0
     assert await grant_times(pacer, clock, 1) == [pytest.approx(4.0)]  # the debt, then an edit
+
+
+# --- more exact edges (mutation testing of pacing.py found these unchecked) ---------------------
+
+
+async def test_learned_slowdowns_are_forgotten_after_exactly_five_quiet_minutes() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)  # the default recover_after
+    pacer.penalize(1.0)
+    clock.now += 299.0
+    assert pacer.tokens == pytest.approx(4)  # the learned burst still caps the bucket
+    assert (pacer.rate, pacer.burst) == (0.75, 4)  # still learning: not quiet long enough
+    clock.now += 1.0
+    assert pacer.tokens == pytest.approx(5)
+    assert (pacer.rate, pacer.burst) == (1.0, 5)  # 300 s without a 429: configured again
+
+
+async def test_a_429_at_the_very_end_of_a_block_is_a_new_one_and_slows_again() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    pacer.penalize(2.0)
+    clock.now += 2.0  # the block is over
+    pacer.penalize(2.0)
+    assert (pacer.rate, pacer.burst) == (0.5625, 3)
+
+
+async def test_a_token_short_only_by_rounding_noise_is_granted_without_spinning() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=6.0, burst=1)  # 1/6 s a token: 6 * (1/6) falls just short of 1
+    assert await grant_times(pacer, clock, 2) == [0.0, pytest.approx(1 / 6)]
+    assert clock.sleeps == [pytest.approx(1 / 6)]  # one wait, not a loop of ever tinier ones
+
+
+async def test_without_borrowing_a_first_message_waits_for_the_refill_like_an_edit() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=2.0, burst=1)  # first_borrow defaults to 0
+    await pacer.acquire()
+    await pacer.acquire_first()
+    assert clock.now - 1000.0 == pytest.approx(0.5)  # half a second: one token at rate 2
+
+
+async def test_a_first_message_past_the_borrowing_waits_only_for_the_next_token() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    for _ in range(4):  # the bucket's token and the three it may borrow
+        await pacer.acquire_first()
+    await pacer.acquire_first()
+    assert clock.now - 1000.0 == pytest.approx(1.0)
+
+
+async def test_edits_still_go_after_two_first_messages_waited_together() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=1)
+    await pacer.acquire()  # empty: both first messages below wait, one behind the other
+    await asyncio.gather(pacer.acquire_first(), pacer.acquire_first())
+    assert clock.now - 1000.0 == pytest.approx(2.0)
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(3.0)]  # the edit is not stuck
+
+
+async def test_an_edit_waits_until_every_waiting_first_message_has_gone() -> None:
+    clock = ManualClock()
+    pacer = TokenBucketPacer(1.0, 1, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()  # the bucket is empty
+    order: list[str] = []
+
+    async def take(name: str, first: bool = False) -> None:
+        await (pacer.acquire_first() if first else pacer.acquire())
+        order.append(name)
+
+    edit = asyncio.create_task(take("edit"))
+    await clock.advance(0)  # the edit waits first
+    firsts = [asyncio.create_task(take(name, first=True)) for name in ("first a", "first b")]
+    await clock.advance(0)
+    for _ in range(3):
+        await clock.advance(1.0)
+    await asyncio.gather(edit, *firsts)
+    assert order == ["first a", "first b", "edit"]  # not the edit between the two
+
+
+async def test_a_window_that_allows_nothing_gives_nothing_back_at_its_reset() -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    pacer.update_from_headers(limit=0, remaining=0, reset_after=1.0)
+    assert pacer.tokens == 0.0
+    # Blocked until the reset, which returns no operations: the next one waits a refill.
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(2.0)]
+
+
+async def test_a_429_with_no_retry_after_blocks_nothing_beyond_the_interval() -> None:
+    clock = FakeClock()
+    pacer = IntervalPacer(0.5, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()
+    pacer.penalize(0.0)
+    assert await grant_times(pacer, clock, 1) == [0.5]  # the interval only, no extra block
+
+
+def test_a_pool_remembers_ten_thousand_destinations_by_default() -> None:
+    pool: PacerPool[object] = PacerPool(object)
+    first = pool.get(0)
+    for key in range(1, 10_000):
+        pool.get(key)
+    assert len(pool) == 10_000
+    assert pool.get(0) is first  # still remembered (and now the most recently used)
+    pool.get(10_000)
+    pool.get(10_001)
+    assert len(pool) == 10_000
+    assert pool.get(0) is first
+
+
+def test_a_negative_first_borrow_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"first_borrow must not be negative \(got -1\)"):
+        TokenBucketPacer(1.0, 1, first_borrow=-1)
+
+
+async def test_a_429_is_logged_with_the_wait_and_the_learned_pace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    pacer = bucket(clock, rate=1.0, burst=5)
+    with caplog.at_level("INFO", logger="bot.reply.pacing"):
+        pacer.penalize(2.5)
+    [record] = [r for r in caplog.records if r.name == "bot.reply.pacing"]
+    assert record.getMessage() == "rate limited: pausing and slowing down"
+    logged = (record.__dict__["retry_after"], record.__dict__["rate"], record.__dict__["burst"])
+    assert logged == (2.5, 0.75, 4)
