@@ -21,6 +21,7 @@ from bot.conversation.commands import (
     parse_command,
 )
 from bot.conversation.settings import (
+    EffectiveSettings,
     SettingKey,
     SettingsResolver,
     parse_value,
@@ -31,7 +32,7 @@ from bot.errors import InputRejected
 from bot.store.port import Scope, ScopeKind
 from bot.store.sqlite import SqliteStore
 from bot.turn import SessionKey
-from bot.types import ChatMode
+from bot.types import ChatMode, ModelConfig, ModelInfo
 
 THREAD = SessionKey("discord", "chan", "thr")
 
@@ -220,3 +221,88 @@ def test_a_command_applies_to_the_named_scope_else_the_narrowest(
 def test_a_scope_the_conversation_is_not_in_is_refused_by_name(kind: ScopeKind, words: str) -> None:
     with pytest.raises(InputRejected, match=f"This conversation is not in {words}."):
         target_scope(SessionKey("p", "r"), None, kind)
+
+
+# --- what a conversation runs with (mutation testing of settings.py found these unchecked) --------
+
+
+async def test_every_setting_in_force_comes_from_the_defaults_or_the_narrowest_scope(
+    store: SqliteStore,
+) -> None:
+    defaults = DefaultsConfig(
+        model="base",
+        mode=ChatMode.PRECISE,
+        system_prompt="Be brief.",
+        temperature=0.3,
+        top_p=0.8,
+        seed=7,
+        num_predict=100,
+        context_length=4096,
+    )
+    room = Scope("discord", ScopeKind.ROOM, "chan")
+    # A key written by a newer version comes first and must not hide the ones after it.
+    await store.set_setting(room, "a_setting_from_a_newer_version", "x")
+    await store.set_setting(room, "context_length", 16384)
+    await store.set_setting(room, "show_thinking", True)
+    await store.set_setting(room, "temperature", 0.9)
+    await store.set_setting(room, "think", True)
+
+    effective = await SettingsResolver(store, defaults).effective(
+        SessionKey("discord", "chan"), "g"
+    )
+
+    from_room = {SettingKey.CONTEXT_LENGTH, SettingKey.SHOW_THINKING}
+    from_room |= {SettingKey.TEMPERATURE, SettingKey.THINK}
+    assert effective == EffectiveSettings(
+        model="base",
+        mode=ChatMode.PRECISE,
+        system_prompt="Be brief.",
+        temperature=0.9,
+        top_p=0.8,
+        seed=7,
+        num_predict=100,
+        think=True,
+        show_thinking=True,
+        context_length=16384,
+        sources={key: "room" if key in from_room else "default" for key in SettingKey},
+    )
+    # What reaches Ollama: the room's window capped at the model's, the explicit values.
+    small = ModelInfo(name="base", context_length=8192)
+    large = ModelInfo(name="base", context_length=32768)
+    assert (effective.context_window(small), effective.context_window(large)) == (8192, 16384)
+    assert effective.request_options(small) == {
+        "temperature": 0.9,
+        "top_p": 0.8,
+        "seed": 7,
+        "num_predict": 100,
+        "num_ctx": 8192,
+    }
+    assert effective.model_config() == ModelConfig(
+        name="base", temperature=0.9, top_p=0.8, seed=7, num_predict=100, think=True
+    )
+    # What `settings` shows: plain values, the mode by name.
+    assert effective.value(SettingKey.MODE) == "precise"
+    assert effective.value(SettingKey.SEED) == 7
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "message"),
+    [
+        (SettingKey.THINK, "maybe", "Say `on` or `off`."),
+        (SettingKey.MODEL, "two words", "A model name is one word, like `llama3.2` or `qwen3:8b`."),
+        (
+            SettingKey.SYSTEM_PROMPT,
+            " ",
+            "The system prompt must not be empty (use `system clear` instead).",
+        ),
+    ],
+)
+def test_refusals_say_exactly_the_rule(key: SettingKey, raw: object, message: str) -> None:
+    with pytest.raises(InputRejected) as refused:
+        parse_value(key, raw)
+    assert refused.value.user_message == message
+
+
+def test_a_context_length_ignores_underscores_wherever_they_are() -> None:
+    # Python's int() alone refuses a doubled or trailing underscore; the setting does not.
+    assert parse_value(SettingKey.CONTEXT_LENGTH, "16__384_") == 16384
