@@ -13,6 +13,7 @@ from markdown_it import MarkdownIt
 from bot.reply.fences import looks_like_fence, next_state, reopen
 from bot.reply.splitting import (
     MIN_MAX_CHARS,
+    Cut,
     Fence,
     Part,
     _choose,
@@ -393,3 +394,48 @@ def test_cut_chooser_picks_what_the_original_chooser_picked(
         return
     expected = _reference_choose(window, fence, prefix_len, max_chars)
     assert _choose(window, fence, prefix_len, max_chars) == expected
+
+
+# --- exact cuts at the edges (mutation testing of splitting.py found these unchecked) ----------
+
+
+def test_a_reply_of_exactly_the_limit_is_one_message() -> None:
+    assert split_reply("x" * 100, 100) == [Part("x" * 100)]
+    # An unclosed block whose closing line lands exactly on the limit still fits.
+    code = "```\n" + "c" * 92
+    assert split_reply(code, 100) == [Part(code, "", "\n```")]
+
+
+def test_the_footer_reserve_is_at_most_just_under_half_a_message() -> None:
+    assert (max_reserve(100), max_reserve(21), max_reserve(2000)) == (49, 10, 999)
+    assert split_reply("x" * 51, 100, reserve=49) == [Part("x" * 51)]
+    assert [len(p.body) for p in split_reply("x" * 52, 100, reserve=49)] == [51, 1]
+    with pytest.raises(ValueError, match=r"^reserve must be between 0 and 49 for max_chars=100$"):
+        split_reply("x", 100, reserve=50)
+
+
+def test_a_streamed_part_inside_a_code_block_is_cut_once_it_cannot_fit_with_the_reopener() -> None:
+    fence = Fence("", "```", "py")
+    text = "y" * 45  # 6 characters of "```py\n" leave room for 44
+    cut = next_cut(text, 0, 50, fence=fence, more_coming=True)
+    assert cut is not None
+    assert (cut.end, cut.part.text) == (40, "```py\n" + "y" * 40 + "\n```")
+    assert next_cut(text[:44], 0, 50, fence=fence, more_coming=True) is None  # still fits
+
+
+def test_the_last_part_reports_the_code_block_left_open_at_the_end() -> None:
+    cut = next_cut("```py\ncode", 0, 100, more_coming=False)
+    assert cut == Cut(10, Part("```py\ncode", "", "\n```"), Fence("", "```", "py"))
+
+
+def test_only_spaces_and_tabs_make_a_word_cut_whatever_the_letters() -> None:
+    # No blank anywhere: a hard cut at the limit, even right after an "X".
+    assert [p.body for p in split_reply("Y" * 19 + "X" + "Y" * 10, 20)] == [
+        "Y" * 19 + "X",
+        "Y" * 10,
+    ]
+    # A word that starts with "X" is still a word: the cut goes before it.
+    assert [p.body for p in split_reply("a" * 12 + " " + "X" * 20, 20)] == [
+        "a" * 12 + " ",
+        "X" * 20,
+    ]
