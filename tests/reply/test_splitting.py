@@ -401,6 +401,7 @@ def test_cut_chooser_picks_what_the_original_chooser_picked(
 
 def test_a_reply_of_exactly_the_limit_is_one_message() -> None:
     assert split_reply("x" * 100, 100) == [Part("x" * 100)]
+    assert next_cut("x" * 100, 0, 100, more_coming=False) == Cut(100, Part("x" * 100), None)
     # An unclosed block whose closing line lands exactly on the limit still fits.
     code = "```\n" + "c" * 92
     assert split_reply(code, 100) == [Part(code, "", "\n```")]
