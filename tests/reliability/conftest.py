@@ -91,6 +91,28 @@ class BotProcess:
 SpawnBot = Callable[[Path, Mapping[str, str]], Awaitable[BotProcess]]
 
 
+async def run_bot_process(
+    config: Path, env: Mapping[str, str], *, stdin: int = asyncio.subprocess.DEVNULL
+) -> BotProcess:
+    """``ollabot --config CONFIG run`` with a clean environment plus ``env``; output is read."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ollabot_app",
+        "--config",
+        str(config),
+        "run",
+        cwd=config.parent,
+        env=child_env({"PYTHONPATH": str(REPO), **env}),
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    child = BotProcess(proc)
+    child._reader = asyncio.create_task(child._read())
+    return child
+
+
 @pytest.fixture
 async def spawn_bot() -> AsyncIterator[SpawnBot]:
     """Start ``ollabot --config CONFIG run`` with a clean environment plus ``env``.
@@ -100,21 +122,7 @@ async def spawn_bot() -> AsyncIterator[SpawnBot]:
     started: list[BotProcess] = []
 
     async def spawn(config: Path, env: Mapping[str, str]) -> BotProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ollabot_app",
-            "--config",
-            str(config),
-            "run",
-            cwd=config.parent,
-            env=child_env({"PYTHONPATH": str(REPO), **env}),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        child = BotProcess(proc)
-        child._reader = asyncio.create_task(child._read())
+        child = await run_bot_process(config, env)
         started.append(child)
         return child
 

@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-from tests.cli.runner import REPO, child_env
 from tests.discord.conftest import World
 from tests.discord.helpers import is_finished, without_footer
 from tests.fakes.fake_ollama import FakeOllama, Reply
 from tests.fakes.synapse import SynapseServer
 from tests.matrix.conftest import Human, unique
 from tests.matrix.conftest import eventually as until
-from tests.reliability.conftest import BotProcess, SpawnBot, discord_bot_toml
+from tests.reliability.conftest import BotProcess, SpawnBot, discord_bot_toml, run_bot_process
 from tests.reliability.test_faults_process import eventually, mention
 
 RESTARTING = "The bot is restarting; send your message again in a minute."
@@ -41,21 +39,7 @@ async def spawn_terminal() -> AsyncIterator[SpawnTerminal]:
     started: list[BotProcess] = []
 
     async def spawn(config: Path, env: Mapping[str, str]) -> BotProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ollabot_app",
-            "--config",
-            str(config),
-            "run",
-            cwd=config.parent,
-            env=child_env({"PYTHONPATH": str(REPO), **env}),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        child = BotProcess(proc)
-        child._reader = asyncio.create_task(child._read())
+        child = await run_bot_process(config, env, stdin=asyncio.subprocess.PIPE)
         started.append(child)
         return child
 
