@@ -8,7 +8,6 @@ ignored bot, not from before the bot joined) and does the rest: addressing, the 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +18,12 @@ from adapters.matrix.addressing import Facts, Incoming, addressed, strip_mention
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.e2ee import EncryptionNotices
 from adapters.matrix.media import fetch_media
+from adapters.matrix.progress import show_pull_progress
 from adapters.matrix.render import tool_calls_content
 from adapters.matrix.surface import MatrixSurface, RoomSender, SendStats
 from bot.conversation.commands import CommandContext, Cot, parse_command
 from bot.conversation.permissions import may_stop, place_kind
-from bot.conversation.results import PullView, ToolCallsView, render_progress_bar
+from bot.conversation.results import PullView, ToolCallsView
 from bot.errors import InputRejected, OllabotError, RateLimited, StoreError
 from bot.reply.pacing import TokenBucketPacer
 from bot.reply.streamer import Pacer
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "matrix"
 STOP_REACTIONS = frozenset({"⏹", "⏹️", "✋", "🛑", "✋️"})
-_PROGRESS_INTERVAL = 2.0
 _LEGACY_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 12))
 
 
@@ -392,37 +391,7 @@ class Replier:
         text = neutralise_bidi(result.as_markdown())  # echoed user text: no bidi overrides
         event_id = await self._post(sender, text, msgtype="m.notice")
         if isinstance(result, PullView) and result.progress is not None and event_id:
-            await self._show_progress(sender, event_id, result)
-
-    async def _show_progress(self, sender: RoomSender, event_id: str, result: PullView) -> None:
-        """Edit the pull's message into a live progress bar, as often as the room allows."""
-        assert result.progress is not None
-        pacer = self.pacer(sender.room_id)
-        last_shown = ""
-        latest = ""
-        last_edit = time.monotonic()
-        async for progress in result.progress:
-            latest = f"**{result.title}**\n{render_progress_bar(progress)}"
-            # Progress lines are skippable: edit at most every few seconds, within the budget.
-            if time.monotonic() - last_edit >= _PROGRESS_INTERVAL:
-                await pacer.acquire()
-                last_shown = await self._try_edit(sender, event_id, latest) or last_shown
-                last_edit = time.monotonic()
-        if latest and latest != last_shown:
-            await pacer.acquire()
-            await self._try_edit(sender, event_id, latest)
-
-    async def _try_edit(self, sender: RoomSender, event_id: str, text: str) -> str | None:
-        pacer = self.pacer(sender.room_id)
-        try:
-            await sender.edit(event_id, text, msgtype="m.notice")
-        except RateLimited as err:
-            pacer.penalize(err.retry_after)
-            return None
-        except OllabotError as err:
-            log.warning("progress edit failed in %s: %s", sender.room_id, err.detail)
-            return None
-        return text
+            await show_pull_progress(sender, self.pacer(sender.room_id), event_id, result)
 
     # --- reactions and encryption -------------------------------------------------------------
 
