@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -81,14 +82,15 @@ async def _check_mcp(config: BotConfig, out: TextIO) -> bool:
     """Start each MCP server once and list its tools (the values of ``env`` are never shown)."""
     hub = McpHub(hub_specs(config), connect_timeout=MCP_CHECK_SECONDS)
     names = hub.server_names
-    async with hub:
-        with contextlib.suppress(TimeoutError):
-            await hub.wait_for(
-                lambda h: all(h.status(n) == "up" or h.restarts(n) > 0 for n in names),
-                within=MCP_CHECK_SECONDS,
-            )
-        tools = hub.tools()
-        statuses = {name: hub.status(name) for name in names}
+    with _reported_here(logging.getLogger(McpHub.__module__)):
+        async with hub:
+            with contextlib.suppress(TimeoutError):
+                await hub.wait_for(
+                    lambda h: all(h.status(n) == "up" or h.restarts(n) > 0 for n in names),
+                    within=MCP_CHECK_SECONDS,
+                )
+            tools = hub.tools()
+            statuses = {name: hub.status(name) for name in names}
     healthy = True
     for server in config.mcp.servers:
         where = f"stdio {server.command}" if server.command else f"http {_no_userinfo(server.url)}"
@@ -100,6 +102,25 @@ async def _check_mcp(config: BotConfig, out: TextIO) -> bool:
             healthy = False
             _line(out, BAD, f"mcp {server.name}", f"{status} ({where})")
     return healthy
+
+
+@contextlib.contextmanager
+def _reported_here(logger: logging.Logger) -> Iterator[None]:
+    """Hold back ``logger``'s warnings while a probe runs whose outcome the report states.
+
+    A server that is down makes the hub warn at each restart; the report's own line already
+    says which server and why, so at the quiet default level (WARNING) those warnings would
+    only repeat it between the report's lines. A lower ``--log-level`` still shows them.
+    """
+    if logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _no_userinfo(url: str | None) -> str:

@@ -170,6 +170,9 @@ async def test_check_starts_each_mcp_server_and_says_which_is_down(
     assert SECRET not in result.output
     assert "pw@" not in result.output
     assert "Traceback" not in result.output
+    # The report says which server is down and why: the supervisor's restart warnings would only
+    # repeat it, as JSON lines between the report's lines.
+    assert "restarting" not in result.stderr, result.stderr
 
 
 def test_check_in_process_writes_to_standard_output_as_it_is_when_called(
