@@ -8,5 +8,8 @@ migrations (``migrations/sqlite``, ``migrations/postgres``) and one contract sui
 - ``postgres`` (queries) and ``postgres_db`` (pool, boots and leases, errors): several processes
   on one server; ``asyncpg`` is imported only by ``postgres_db``.
 
-``transfer`` copies a SQLite install into PostgreSQL (``ollabot migrate``).
+What the two drivers do alike is written once: ``rows`` (rows into the port's dataclasses, JSON
+values and refs), ``context`` (choosing a turn's context messages in batches) and ``failures``
+(what a user is told when the database fails). ``transfer`` copies a SQLite install into
+PostgreSQL (``ollabot migrate``).
 """

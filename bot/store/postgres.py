@@ -18,78 +18,33 @@ memory:
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.errors import StoreError
-from bot.store.port import (
-    CutReply,
-    MessageStatus,
-    NewMessage,
-    StoredMessage,
-)
-from bot.store.postgres_db import (
-    LOCK_NAMESPACE,
-    Row,
-    now,
-    pg_store_error,
-    redact_url,
-)
+from bot.store.context import newest_within_budget
+from bot.store.failures import no_message
+from bot.store.port import CutReply, MessageStatus, NewMessage, StoredMessage
+from bot.store.postgres_db import LOCK_NAMESPACE, Row, now, pg_store_error, redact_url
 from bot.store.postgres_settings import PostgresSettings
+from bot.store.rows import (
+    CONTEXT_STATUSES,
+    MESSAGE_COLUMNS,
+    as_stored,
+    encode_refs,
+    thread,
+    to_cut_replies,
+    to_stored_messages,
+)
 from bot.turn import SessionKey
-from bot.types import Role
 
 __all__ = ["PostgresStore", "pg_store_error", "redact_url"]
 
-log = logging.getLogger(__name__)
-
-_MESSAGE_COLUMNS = (
-    "id, session_id, role, content, author_id, author_name, prompt_tokens, eval_tokens, "
-    "created_at, status, duration"
-)
+# The statuses as literals, SQLite's set: the planner sees them when it prepares the statement.
 _CONTEXT_SQL = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND id < $2"
-    " AND status IN ('complete', 'length', 'stopped', 'interrupted') ORDER BY id DESC LIMIT $3"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND id < $2 AND status IN ("
+    + ", ".join(f"'{status.value}'" for status in CONTEXT_STATUSES)
+    + ") ORDER BY id DESC LIMIT $3"
 )
-_FIRST_BATCH = 32
-_MAX_BATCH = 1024
-_NO_ID_LIMIT = 2**63 - 1
-
-_ROLES = {role.value: role for role in Role}
-_STATUSES = {status.value: status for status in MessageStatus}
-
-
-def _thread(key: SessionKey) -> str:
-    return key.thread or ""
-
-
-def _message(row: Row) -> StoredMessage:
-    return StoredMessage(
-        row[0],
-        row[1],
-        _ROLES[row[2]],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        _STATUSES[row[9]],
-        row[10],
-    )
-
-
-def _refs(encoded: str | None) -> tuple[str, ...]:
-    if not encoded:
-        return ()
-    try:
-        decoded = json.loads(encoded)
-    except ValueError:
-        log.warning("unreadable message refs ignored: %r", encoded[:100])
-        return ()
-    return tuple(str(ref) for ref in decoded) if isinstance(decoded, list) else ()
 
 
 class PostgresStore(PostgresSettings):
@@ -103,7 +58,7 @@ class PostgresStore(PostgresSettings):
 
     async def session_id(self, key: SessionKey) -> int:
         """The id of the current session at ``key``, creating it when there is none."""
-        params = (key.platform, key.room, _thread(key))
+        params = (key.platform, key.room, thread(key))
         find = (
             "SELECT id FROM sessions WHERE platform = $1 AND room = $2 AND thread = $3 AND active"
         )
@@ -122,7 +77,7 @@ class PostgresStore(PostgresSettings):
 
     async def reset_session(self, key: SessionKey) -> int:
         """Start a fresh session at ``key``; the old one keeps its history. Returns the new id."""
-        params = (key.platform, key.room, _thread(key))
+        params = (key.platform, key.room, thread(key))
         async with self.transaction("reset session") as conn:
             # Resets of one key, from any process, take turns: the second sees the first's row.
             await conn.execute(
@@ -197,7 +152,7 @@ class PostgresStore(PostgresSettings):
         Raises:
             StoreError: The database failed, or there is no message ``message_id``.
         """
-        encoded = None if refs is None else json.dumps(list(refs))
+        encoded = encode_refs(refs)
         async with self.op("update message") as conn:
             result = await conn.execute(
                 "UPDATE messages SET content = $1, status = $2, eval_tokens = $3,"
@@ -211,7 +166,7 @@ class PostgresStore(PostgresSettings):
                 message_id,
             )
         if result == "UPDATE 0":
-            raise StoreError("The bot could not save its reply.", detail=f"no message {message_id}")
+            raise no_message(message_id)
 
     async def recent_messages(self, session_id: int, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages of a session (every status), oldest first."""
@@ -219,12 +174,12 @@ class PostgresStore(PostgresSettings):
             return []
         async with self.op("read messages") as conn:
             rows = await conn.fetch(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = $1"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1"
                 " ORDER BY id DESC LIMIT $2",
                 session_id,
                 limit,
             )
-        return [_message(row) for row in reversed(rows)]
+        return to_stored_messages(rows, as_stored)
 
     async def context_messages(self, session_id: int, char_budget: int) -> list[StoredMessage]:
         """The newest context messages whose contents fit in ``char_budget`` chars, oldest first.
@@ -232,24 +187,13 @@ class PostgresStore(PostgresSettings):
         The same unbroken tail as :meth:`bot.store.sqlite.SqliteStore.context_messages`, read
         newest first in growing batches.
         """
-        picked: list[Row] = []
-        used = 0
-        before = _NO_ID_LIMIT
-        batch = _FIRST_BATCH
         async with self.op("load context") as conn:
-            while used < char_budget:
-                rows = await conn.fetch(_CONTEXT_SQL, session_id, before, batch)
-                for row in rows:
-                    used += len(row[3])
-                    if used > char_budget:
-                        break
-                    picked.append(row)
-                if used > char_budget or len(rows) < batch:
-                    break
-                before = rows[-1][0]
-                mean = max(used // len(picked), 1)
-                batch = min(_FIRST_BATCH + 5 * (char_budget - used) // (4 * mean), _MAX_BATCH)
-        return [_message(row) for row in reversed(picked)]
+
+            async def fetch_older(before: int, limit: int) -> list[Row]:
+                return await conn.fetch(_CONTEXT_SQL, session_id, before, limit)
+
+            picked = await newest_within_budget(fetch_older, char_budget)
+        return to_stored_messages(picked, as_stored)
 
     async def mark_interrupted(self) -> list[CutReply]:
         """Mark this instance's replies left streaming by a dead boot interrupted; returns them.
@@ -275,15 +219,7 @@ class PostgresStore(PostgresSettings):
                 "UPDATE messages SET status = 'interrupted' WHERE id = ANY($1::bigint[])",
                 [row[0] for row in cut],
             )
-        return [
-            CutReply(
-                message_id=int(row[0]),
-                key=SessionKey(row[1], row[2], row[3] or None),
-                content=row[4],
-                refs=_refs(row[5]),
-            )
-            for row in cut
-        ]
+        return to_cut_replies(cut)
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record that a platform event is being answered; ``False`` if any process already did."""

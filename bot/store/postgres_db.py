@@ -33,6 +33,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bot.errors import LeaseHeld, StoreError
+from bot.store.failures import BUSY, DAMAGED, FAILED, FULL, newer_schema
 from bot.store.migrations.postgres import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["Conn", "PostgresDatabase", "Row", "now", "pg_store_error", "redact_url"]
@@ -48,27 +49,23 @@ log = logging.getLogger("bot.store.postgres")
 LOCK_NAMESPACE = 0x6F6C6C61  # "olla"
 _MIGRATE_KEY = 0
 
-_BUSY = "The bot's database is busy; try again in a moment."
-_FULL = "The bot's database is full; ask the bot's operator to free disk space."
-_DAMAGED = "The bot's database is damaged; ask the bot's operator to restore it."
 _UNREACHABLE = "The bot cannot reach its database; ask the bot's operator."
 _REFUSED = "The bot's database refused its login; ask the bot's operator."
-_FAILED = "The bot's database failed; try again, and tell the bot's operator if it persists."
 # SQLSTATE codes, then classes (their first two characters), and what a user is told.
 _BY_CODE = {
-    "40001": _BUSY,  # serialization failure
-    "40P01": _BUSY,  # deadlock detected
-    "55P03": _BUSY,  # lock not available
-    "57014": _BUSY,  # query cancelled (statement timeout)
-    "53300": _BUSY,  # too many connections
+    "40001": BUSY,  # serialization failure
+    "40P01": BUSY,  # deadlock detected
+    "55P03": BUSY,  # lock not available
+    "57014": BUSY,  # query cancelled (statement timeout)
+    "53300": BUSY,  # too many connections
 }
 _BY_CLASS = {
     "08": _UNREACHABLE,  # connection exception
     "28": _REFUSED,  # invalid authorization (wrong password)
     "3D": _REFUSED,  # no such database
-    "53": _FULL,  # insufficient resources (53100 disk full)
+    "53": FULL,  # insufficient resources (53100 disk full)
     "57": _UNREACHABLE,  # operator intervention (the server is shutting down)
-    "XX": _DAMAGED,  # internal error, data corrupted
+    "XX": DAMAGED,  # internal error, data corrupted
 }
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -95,10 +92,10 @@ def pg_store_error(exc: BaseException, operation: str) -> StoreError:
     """
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
-        user_message = _BY_CODE.get(code) or _BY_CLASS.get(code[:2], _FAILED)
+        user_message = _BY_CODE.get(code) or _BY_CLASS.get(code[:2], FAILED)
         return StoreError(user_message, detail=f"PostgreSQL {operation} failed: {code} {exc}")
     if isinstance(exc, TimeoutError):
-        return StoreError(_BUSY, detail=f"PostgreSQL {operation} timed out")
+        return StoreError(BUSY, detail=f"PostgreSQL {operation} timed out")
     # A refused connect, or a connection the server closed (restart, crash).
     return StoreError(
         _UNREACHABLE, detail=f"PostgreSQL {operation} failed: {type(exc).__name__}: {exc}"
@@ -119,10 +116,7 @@ async def _apply_migrations(conn: asyncpg.Connection, target: int) -> int:
         )
         current = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
         if current > LATEST_VERSION:
-            raise StoreError(
-                "The bot's database was written by a newer version of the bot; upgrade it.",
-                detail=f"schema version {current} > latest known {LATEST_VERSION}",
-            )
+            raise newer_schema(current, LATEST_VERSION)
         for migration in MIGRATIONS:
             if not current < migration.version <= target:
                 continue

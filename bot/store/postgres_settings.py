@@ -9,8 +9,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.store.port import AuditEntry, ChannelStats, Scope, ScopeKind
+from bot.store.port import AuditEntry, ChannelStats, Scope
 from bot.store.postgres_db import PostgresDatabase, now
+from bot.store.rows import (
+    AUDIT_COLUMNS,
+    as_stored,
+    decode_value,
+    encode_value,
+    scope_params,
+    to_audit_entries,
+    to_channel_stats,
+    to_settings,
+)
 from bot.types import Role
 
 __all__ = ["PostgresSettings"]
@@ -27,11 +37,9 @@ class PostgresSettings(PostgresDatabase):
             rows = await conn.fetch(
                 "SELECT key, value FROM settings"
                 " WHERE platform = $1 AND scope_kind = $2 AND scope_id = $3",
-                scope.platform,
-                scope.kind.value,
-                scope.id,
+                *scope_params(scope),
             )
-        return {row[0]: json.loads(row[1]) for row in rows}
+        return to_settings(rows)
 
     async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:
         """Set (or, with ``None``, clear) one setting; returns the old value (``None`` if unset).
@@ -40,8 +48,8 @@ class PostgresSettings(PostgresDatabase):
             TypeError: ``value`` cannot be stored as JSON.
             StoreError: The database failed.
         """
-        encoded = None if value is None else json.dumps(value)
-        where = (scope.platform, scope.kind.value, scope.id, key)
+        encoded = encode_value(value)
+        where = (*scope_params(scope), key)
         match = "platform = $1 AND scope_kind = $2 AND scope_id = $3 AND key = $4"
         async with self.transaction("write setting") as conn:
             old = await conn.fetchval(
@@ -59,7 +67,7 @@ class PostgresSettings(PostgresDatabase):
                     encoded,
                     now(),
                 )
-        return None if old is None else json.loads(old)
+        return decode_value(old)
 
     async def audit(
         self,
@@ -78,9 +86,7 @@ class PostgresSettings(PostgresDatabase):
                 "INSERT INTO audit (platform, scope_kind, scope_id, key, old_value, new_value,"
                 " actor_id, actor_name, allowed, created_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                scope.platform,
-                scope.kind.value,
-                scope.id,
+                *scope_params(scope),
                 key,
                 json.dumps(old_value),
                 json.dumps(new_value),
@@ -92,30 +98,14 @@ class PostgresSettings(PostgresDatabase):
 
     async def audit_log(self, scope: Scope | None = None, limit: int = 50) -> list[AuditEntry]:
         """The last ``limit`` audit entries, of ``scope`` or of every scope, newest first."""
-        sql = (
-            "SELECT id, platform, scope_kind, scope_id, key, old_value, new_value, actor_id,"
-            " actor_name, allowed, created_at FROM audit"
-        )
+        sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
         params: tuple[Any, ...] = (limit,)
         if scope is not None:
             sql += " WHERE platform = $2 AND scope_kind = $3 AND scope_id = $4"
-            params = (limit, scope.platform, scope.kind.value, scope.id)
+            params = (limit, *scope_params(scope))
         async with self.op("read audit") as conn:
             rows = await conn.fetch(sql + " ORDER BY id DESC LIMIT $1", *params)
-        return [
-            AuditEntry(
-                id=row[0],
-                scope=Scope(row[1], ScopeKind(row[2]), row[3]),
-                key=row[4],
-                old_value=json.loads(row[5]),
-                new_value=json.loads(row[6]),
-                actor_id=row[7],
-                actor_name=row[8],
-                allowed=bool(row[9]),
-                created_at=row[10],
-            )
-            for row in rows
-        ]
+        return to_audit_entries(rows, as_stored)
 
     async def channel_stats(self, platform: str, room: str) -> ChannelStats:
         """Messages and tokens of every session of a room, and the mean reply speed.
@@ -135,13 +125,7 @@ class PostgresSettings(PostgresDatabase):
                 room,
             )
         assert row is not None  # an aggregate always has a row
-        count, prompt_tokens, eval_tokens, speed = row
-        return ChannelStats(
-            messages=int(count),
-            prompt_tokens=int(prompt_tokens),
-            eval_tokens=int(eval_tokens),
-            mean_tokens_per_second=None if speed is None else float(speed),
-        )
+        return to_channel_stats(row)
 
     # Adapter state
 

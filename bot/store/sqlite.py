@@ -8,7 +8,6 @@ are alive in :mod:`bot.store.sqlite_boots`.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -18,80 +17,31 @@ from typing import Any
 
 from bot.errors import StoreError
 from bot.store import sqlite_boots as boots
-from bot.store.port import (
-    CutReply,
-    MessageStatus,
-    NewMessage,
-    StoredMessage,
+from bot.store.context import newest_within_budget
+from bot.store.failures import no_message
+from bot.store.port import CutReply, MessageStatus, NewMessage, StoredMessage
+from bot.store.rows import (
+    CONTEXT_STATUSES,
+    MESSAGE_COLUMNS,
+    encode_refs,
+    thread,
+    to_cut_replies,
+    to_stored_messages,
 )
 from bot.store.sqlite_db import fetch, insert, migrate, now, run, store_error
 from bot.store.sqlite_settings import SqliteSettings
 from bot.turn import SessionKey
-from bot.types import Role
 
 __all__ = ["SqliteStore", "migrate", "store_error"]
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_COLUMNS = (
-    "id, session_id, role, content, author_id, author_name, prompt_tokens, eval_tokens, "
-    "created_at, status, duration"
-)
-# Statuses that count as conversation context: errors and half-streamed leftovers do not.
-_CONTEXT_STATUSES = (
-    MessageStatus.COMPLETE,
-    MessageStatus.LENGTH,
-    MessageStatus.STOPPED,
-    MessageStatus.INTERRUPTED,
-)
 _CONTEXT_SQL = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+    f"SELECT {MESSAGE_COLUMNS} FROM messages "
     "WHERE session_id = ? AND id < ? AND status IN ("
-    + ", ".join("?" * len(_CONTEXT_STATUSES))
+    + ", ".join("?" * len(CONTEXT_STATUSES))
     + ") ORDER BY id DESC LIMIT ?"
 )
-# context_messages reads newest-first in growing batches: the first usually covers the budget.
-_FIRST_BATCH = 32
-_MAX_BATCH = 1024
-_NO_ID_LIMIT = 2**63 - 1
-# Plain dict lookups: calling the enum class costs more than the rest of the row conversion.
-_ROLES = {role.value: role for role in Role}
-_STATUSES = {status.value: status for status in MessageStatus}
-
-
-def _thread(key: SessionKey) -> str:
-    return key.thread or ""
-
-
-def _message(row: Sequence[Any]) -> StoredMessage:
-    # Positional, in _MESSAGE_COLUMNS order (the dataclass's field order): context loads build
-    # hundreds of these per turn.
-    return StoredMessage(
-        row[0],
-        row[1],
-        _ROLES[row[2]],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        datetime.fromisoformat(row[8]),
-        _STATUSES[row[9]],
-        row[10],
-    )
-
-
-def _refs(encoded: str | None) -> tuple[str, ...]:
-    if not encoded:
-        return ()
-    try:
-        decoded = json.loads(encoded)
-    except ValueError:
-        log.warning("unreadable message refs ignored: %r", encoded[:100])
-        return ()
-    if not isinstance(decoded, list):
-        return ()
-    return tuple(str(ref) for ref in decoded)
 
 
 class SqliteStore(SqliteSettings):
@@ -162,7 +112,7 @@ class SqliteStore(SqliteSettings):
             "SELECT id FROM sessions WHERE platform = ? AND room = ? AND thread = ? AND active = 1"
             " ORDER BY id DESC LIMIT 1"
         )
-        params = (key.platform, key.room, _thread(key))
+        params = (key.platform, key.room, thread(key))
         async with self._op("find session") as db:
             rows = await fetch(db, find, params)
             if rows:
@@ -178,7 +128,7 @@ class SqliteStore(SqliteSettings):
 
     async def reset_session(self, key: SessionKey) -> int:
         """Start a fresh session at ``key``; the old one keeps its history. Returns the new id."""
-        params = (key.platform, key.room, _thread(key))
+        params = (key.platform, key.room, thread(key))
         async with self._transaction("reset session") as db:
             await run(
                 db,
@@ -248,7 +198,7 @@ class SqliteStore(SqliteSettings):
         Raises:
             StoreError: The database failed, or there is no message ``message_id``.
         """
-        encoded = None if refs is None else json.dumps(list(refs))
+        encoded = encode_refs(refs)
         async with self._op("update message") as db:
             changed = await run(
                 db,
@@ -257,7 +207,7 @@ class SqliteStore(SqliteSettings):
                 (content, status.value, eval_tokens, prompt_tokens, duration, encoded, message_id),
             )
         if changed == 0:
-            raise StoreError("The bot could not save its reply.", detail=f"no message {message_id}")
+            raise no_message(message_id)
 
     async def recent_messages(self, session_id: int, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages of a session (every status), oldest first."""
@@ -266,11 +216,11 @@ class SqliteStore(SqliteSettings):
         async with self._op("read messages") as db:
             rows = await fetch(
                 db,
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
                 " ORDER BY id DESC LIMIT ?",
                 (session_id, limit),
             )
-        return [_message(row) for row in reversed(rows)]
+        return to_stored_messages(rows, datetime.fromisoformat)
 
     async def context_messages(self, session_id: int, char_budget: int) -> list[StoredMessage]:
         """The newest context messages whose contents fit in ``char_budget`` chars, oldest first.
@@ -278,28 +228,13 @@ class SqliteStore(SqliteSettings):
         Reading stops at the first message that does not fit, so the result is always an
         unbroken tail of the conversation. Error and still-streaming messages are skipped.
         """
-        picked: list[Sequence[Any]] = []
-        used = 0
-        before = _NO_ID_LIMIT
-        batch = _FIRST_BATCH
         async with self._op("load context") as db:
-            while used < char_budget:
-                rows = await fetch(
-                    db, _CONTEXT_SQL, (session_id, before, *_CONTEXT_STATUSES, batch)
-                )
-                for row in rows:
-                    used += len(row[3])
-                    if used > char_budget:
-                        break
-                    picked.append(row)
-                if used > char_budget or len(rows) < batch:
-                    break
-                before = rows[-1][0]
-                # Size the next read from the mean message so far, with a quarter to spare: one
-                # more read is usually the last, and few rows are read only to be dropped.
-                mean = max(used // len(picked), 1)
-                batch = min(_FIRST_BATCH + 5 * (char_budget - used) // (4 * mean), _MAX_BATCH)
-        return [_message(row) for row in reversed(picked)]
+
+            async def fetch_older(before: int, limit: int) -> list[Any]:
+                return await fetch(db, _CONTEXT_SQL, (session_id, before, *CONTEXT_STATUSES, limit))
+
+            picked = await newest_within_budget(fetch_older, char_budget)
+        return to_stored_messages(picked, datetime.fromisoformat)
 
     async def mark_interrupted(self) -> list[CutReply]:
         """Mark this instance's replies left streaming by a gone boot interrupted; returns them.
@@ -329,15 +264,7 @@ class SqliteStore(SqliteSettings):
                     "UPDATE messages SET status = ? WHERE id = ?",
                     (MessageStatus.INTERRUPTED.value, row[0]),
                 )
-        return [
-            CutReply(
-                message_id=int(row[0]),
-                key=SessionKey(row[1], row[2], row[3] or None),
-                content=row[4],
-                refs=_refs(row[5]),
-            )
-            for row in cut
-        ]
+        return to_cut_replies(cut)
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record that a platform event is being answered; ``False`` if it already was."""

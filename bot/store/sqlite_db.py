@@ -27,6 +27,7 @@ from typing import Any, Self
 import aiosqlite
 
 from bot.errors import StoreError
+from bot.store.failures import BUSY, DAMAGED, FAILED, FULL, newer_schema
 from bot.store.migrations.sqlite import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SqliteDatabase", "fetch", "insert", "migrate", "now", "run", "store_error"]
@@ -35,20 +36,16 @@ log = logging.getLogger("bot.store.sqlite")
 
 WAL_CHECKPOINT_PAGES = 4000
 
-_BUSY = "The bot's database is busy; try again in a moment."
-_FULL = "The bot's database is full; ask the bot's operator to free disk space."
 _IO = "The bot could not read or write its database (disk I/O error); ask the bot's operator."
-_DAMAGED = "The bot's database is damaged; ask the bot's operator to restore it."
 _NO_ACCESS = "The bot cannot open or write its database file; ask the bot's operator."
-_FAILED = "The bot's database failed; try again, and tell the bot's operator if it persists."
 # Primary SQLite result codes (the low byte of an extended code) and what a user is told.
 _USER_MESSAGES = {
-    5: _BUSY,  # SQLITE_BUSY
-    6: _BUSY,  # SQLITE_LOCKED
-    13: _FULL,  # SQLITE_FULL
+    5: BUSY,  # SQLITE_BUSY
+    6: BUSY,  # SQLITE_LOCKED
+    13: FULL,  # SQLITE_FULL
     10: _IO,  # SQLITE_IOERR
-    11: _DAMAGED,  # SQLITE_CORRUPT
-    26: _DAMAGED,  # SQLITE_NOTADB
+    11: DAMAGED,  # SQLITE_CORRUPT
+    26: DAMAGED,  # SQLITE_NOTADB
     8: _NO_ACCESS,  # SQLITE_READONLY
     14: _NO_ACCESS,  # SQLITE_CANTOPEN
     3: _NO_ACCESS,  # SQLITE_PERM
@@ -68,7 +65,7 @@ def store_error(exc: sqlite3.Error, operation: str) -> StoreError:
     """
     code: int | None = getattr(exc, "sqlite_errorcode", None)
     name: str = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    user_message = _USER_MESSAGES.get(code & 0xFF, _FAILED) if code is not None else _FAILED
+    user_message = _USER_MESSAGES.get(code & 0xFF, FAILED) if code is not None else FAILED
     return StoreError(user_message, detail=f"SQLite {operation} failed: {name}: {exc}")
 
 
@@ -86,7 +83,7 @@ async def fetch(db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) 
 async def insert(db: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> int:
     row = await db.execute_insert(sql, tuple(params))
     if row is None:  # pragma: no cover - SQLite always answers last_insert_rowid()
-        raise StoreError(_FAILED, detail=f"no row id after {sql!r}")
+        raise StoreError(FAILED, detail=f"no row id after {sql!r}")
     return int(row[0])
 
 
@@ -120,10 +117,7 @@ async def _apply_migrations(db: aiosqlite.Connection, target: int) -> int:
             rows = await fetch(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
             current = int(rows[0][0])
             if current > LATEST_VERSION:
-                raise StoreError(
-                    "The bot's database was written by a newer version of the bot; upgrade it.",
-                    detail=f"schema version {current} > latest known {LATEST_VERSION}",
-                )
+                raise newer_schema(current, LATEST_VERSION)
             if current >= migration.version:
                 await run(db, "ROLLBACK")
                 continue

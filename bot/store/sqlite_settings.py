@@ -11,7 +11,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.store.port import AuditEntry, ChannelStats, Scope, ScopeKind
+from bot.store.port import AuditEntry, ChannelStats, Scope
+from bot.store.rows import (
+    AUDIT_COLUMNS,
+    decode_value,
+    encode_value,
+    scope_params,
+    to_audit_entries,
+    to_channel_stats,
+    to_settings,
+)
 from bot.store.sqlite_db import SqliteDatabase, fetch, now, run
 from bot.types import Role
 
@@ -30,9 +39,9 @@ class SqliteSettings(SqliteDatabase):
                 db,
                 "SELECT key, value FROM settings"
                 " WHERE platform = ? AND scope_kind = ? AND scope_id = ?",
-                (scope.platform, scope.kind.value, scope.id),
+                scope_params(scope),
             )
-        return {key: json.loads(value) for key, value in rows}
+        return to_settings(rows)
 
     async def set_setting(self, scope: Scope, key: str, value: Any) -> Any:
         """Set (or, with ``None``, clear) one setting; returns the old value (``None`` if unset).
@@ -41,8 +50,8 @@ class SqliteSettings(SqliteDatabase):
             TypeError: ``value`` cannot be stored as JSON.
             StoreError: The database failed.
         """
-        encoded = None if value is None else json.dumps(value)
-        where = (scope.platform, scope.kind.value, scope.id, key)
+        encoded = encode_value(value)
+        where = (*scope_params(scope), key)
         async with self._transaction("write setting") as db:
             rows = await fetch(
                 db,
@@ -65,7 +74,7 @@ class SqliteSettings(SqliteDatabase):
                     " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                     (*where, encoded, now()),
                 )
-        return json.loads(rows[0][0]) if rows else None
+        return decode_value(rows[0][0] if rows else None)
 
     async def audit(
         self,
@@ -85,9 +94,7 @@ class SqliteSettings(SqliteDatabase):
                 "INSERT INTO audit (platform, scope_kind, scope_id, key, old_value, new_value,"
                 " actor_id, actor_name, allowed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    scope.platform,
-                    scope.kind.value,
-                    scope.id,
+                    *scope_params(scope),
                     key,
                     json.dumps(old_value),
                     json.dumps(new_value),
@@ -100,30 +107,14 @@ class SqliteSettings(SqliteDatabase):
 
     async def audit_log(self, scope: Scope | None = None, limit: int = 50) -> list[AuditEntry]:
         """The last ``limit`` audit entries, of ``scope`` or of every scope, newest first."""
-        sql = (
-            "SELECT id, platform, scope_kind, scope_id, key, old_value, new_value, actor_id,"
-            " actor_name, allowed, created_at FROM audit"
-        )
+        sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
         params: tuple[Any, ...] = (limit,)
         if scope is not None:
             sql += " WHERE platform = ? AND scope_kind = ? AND scope_id = ?"
-            params = (scope.platform, scope.kind.value, scope.id, limit)
+            params = (*scope_params(scope), limit)
         async with self._op("read audit") as db:
             rows = await fetch(db, sql + " ORDER BY id DESC LIMIT ?", params)
-        return [
-            AuditEntry(
-                id=row[0],
-                scope=Scope(row[1], ScopeKind(row[2]), row[3]),
-                key=row[4],
-                old_value=json.loads(row[5]),
-                new_value=json.loads(row[6]),
-                actor_id=row[7],
-                actor_name=row[8],
-                allowed=bool(row[9]),
-                created_at=datetime.fromisoformat(row[10]),
-            )
-            for row in rows
-        ]
+        return to_audit_entries(rows, datetime.fromisoformat)
 
     async def channel_stats(self, platform: str, room: str) -> ChannelStats:
         """Messages and tokens of every session of a room, and the mean reply speed.
@@ -144,13 +135,7 @@ class SqliteSettings(SqliteDatabase):
                 " WHERE s.platform = ? AND s.room = ?",
                 (Role.ASSISTANT.value, platform, room),
             )
-        count, prompt_tokens, eval_tokens, speed = rows[0]
-        return ChannelStats(
-            messages=int(count),
-            prompt_tokens=int(prompt_tokens),
-            eval_tokens=int(eval_tokens),
-            mean_tokens_per_second=None if speed is None else float(speed),
-        )
+        return to_channel_stats(rows[0])
 
     # Adapter state
 
