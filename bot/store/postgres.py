@@ -110,7 +110,7 @@ class PostgresStore(PostgresSettings):
             args.append(key.thread)
         async with self.transaction("reset place") as conn:
             status = await conn.execute(sql, *args)
-        return int(str(status).rsplit(" ", 1)[-1])
+        return _count(status)
 
     async def append(self, session_id: int, message: NewMessage) -> int:
         """Store a message in a session, stamped with this instance and boot; returns its id."""

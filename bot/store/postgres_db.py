@@ -32,9 +32,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from bot.errors import LeaseHeld, StoreError
+from bot.errors import StoreError
 from bot.store.failures import BUSY, DAMAGED, FAILED, FULL, newer_schema
 from bot.store.migrations.postgres import LATEST_VERSION, MIGRATIONS
+from bot.store.rows import LEASE_COLUMNS, as_stored, to_lease_held
 
 __all__ = ["Conn", "PostgresDatabase", "Row", "now", "pg_store_error", "redact_url"]
 
@@ -311,37 +312,28 @@ class PostgresDatabase:
             LeaseHeld: A live process (another boot) holds it; says which.
             StoreError: The database failed.
         """
+        mine = (name, self.boot, self.instance, socket.gethostname(), os.getpid())
         async with self.transaction("acquire lease") as conn:
             await conn.execute(
                 "INSERT INTO leases (name, boot, instance, host, pid, acquired_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                name,
-                self.boot,
-                self.instance,
-                socket.gethostname(),
-                os.getpid(),
+                *mine,
                 now(),
             )
             row = await conn.fetchrow(
-                "SELECT boot, instance, host, pid, acquired_at FROM leases WHERE name = $1"
-                " FOR UPDATE",
-                name,
+                f"SELECT {LEASE_COLUMNS} FROM leases WHERE name = $1 FOR UPDATE", name
             )
             assert row is not None  # inserted above, or held by someone
             holder = int(row[0])
             if holder == self.boot:
                 return
             if not await self.boot_is_gone(conn, holder):
-                raise LeaseHeld(name, instance=row[1], host=row[2], pid=int(row[3]), since=row[4])
+                raise to_lease_held(name, row, as_stored)
             log.info("lease %s taken over from a process that is gone", name)
             await conn.execute(
                 "UPDATE leases SET boot = $2, instance = $3, host = $4, pid = $5,"
                 " acquired_at = $6 WHERE name = $1",
-                name,
-                self.boot,
-                self.instance,
-                socket.gethostname(),
-                os.getpid(),
+                *mine,
                 now(),
             )
 

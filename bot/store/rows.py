@@ -1,5 +1,8 @@
 """What both store drivers read and write alike: rows into dataclasses, values into JSON.
 
+Messages, cut replies, audit entries, channel statistics, settings and the holder of a lease
+are read from rows here; setting values and a reply's platform refs are encoded here.
+
 The SQLite and PostgreSQL stores select the same columns in the same order and store the same
 JSON; only their SQL dialect, parameter style and driver calls differ, and how a time comes
 back: ISO 8601 text from SQLite, a ``datetime`` from asyncpg. A converter that reads a time
@@ -14,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.errors import LeaseHeld
 from bot.store.port import (
     AuditEntry,
     ChannelStats,
@@ -29,26 +33,28 @@ from bot.types import Role
 __all__ = [
     "AUDIT_COLUMNS",
     "CONTEXT_STATUSES",
+    "LEASE_COLUMNS",
     "MESSAGE_COLUMNS",
     "ReadTime",
     "Row",
     "as_stored",
-    "to_audit_entries",
-    "to_channel_stats",
-    "to_cut_replies",
     "decode_refs",
     "decode_value",
     "encode_refs",
     "encode_value",
     "scope_params",
+    "thread",
+    "to_audit_entries",
+    "to_channel_stats",
+    "to_cut_replies",
+    "to_lease_held",
     "to_settings",
     "to_stored_messages",
-    "thread",
 ]
 
 log = logging.getLogger(__name__)
 
-# In the field order of StoredMessage: stored_messages builds it positionally.
+# In the field order of StoredMessage: to_stored_messages builds it positionally.
 MESSAGE_COLUMNS = (
     "id, session_id, role, content, author_id, author_name, prompt_tokens, eval_tokens, "
     "created_at, status, duration"
@@ -57,6 +63,7 @@ AUDIT_COLUMNS = (
     "id, platform, scope_kind, scope_id, key, old_value, new_value, actor_id, actor_name,"
     " allowed, created_at"
 )
+LEASE_COLUMNS = "boot, instance, host, pid, acquired_at"
 # Statuses that count as conversation context: errors and half-streamed leftovers do not.
 CONTEXT_STATUSES = (
     MessageStatus.COMPLETE,
@@ -156,6 +163,11 @@ def to_channel_stats(row: Row) -> ChannelStats:
         eval_tokens=int(row[2]),
         mean_tokens_per_second=None if row[3] is None else float(row[3]),
     )
+
+
+def to_lease_held(name: str, row: Row, read_time: ReadTime) -> LeaseHeld:
+    """The refusal of the lease ``name``, naming its live holder (a row of LEASE_COLUMNS)."""
+    return LeaseHeld(name, instance=row[1], host=row[2], pid=int(row[3]), since=read_time(row[4]))
 
 
 def to_settings(rows: Sequence[Row]) -> dict[str, Any]:

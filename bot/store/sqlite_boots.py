@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.errors import LeaseHeld
+from bot.store.rows import LEASE_COLUMNS, to_lease_held
 from bot.store.sqlite_db import fetch, now, run
 
 __all__ = [
@@ -145,21 +145,13 @@ async def acquire_lease(db: aiosqlite.Connection, lock: BootLock, name: str, ins
     Raises:
         LeaseHeld: Another live boot holds it.
     """
-    rows = await fetch(
-        db, "SELECT boot, instance, host, pid, acquired_at FROM leases WHERE name = ?", (name,)
-    )
+    rows = await fetch(db, f"SELECT {LEASE_COLUMNS} FROM leases WHERE name = ?", (name,))
     if rows:
-        holder, holder_instance, host, pid, since = rows[0]
+        holder = rows[0][0]
         if holder == lock.boot:
             return
         if not await boot_is_gone(db, lock, holder):
-            raise LeaseHeld(
-                name,
-                instance=holder_instance,
-                host=host,
-                pid=int(pid),
-                since=datetime.fromisoformat(since),
-            )
+            raise to_lease_held(name, rows[0], datetime.fromisoformat)
     await run(
         db,
         "INSERT INTO leases (name, boot, instance, host, pid, acquired_at)"
