@@ -101,7 +101,7 @@ def scope_params(scope: Scope) -> tuple[str, str, str]:
 
 
 def to_stored_messages(rows: Sequence[Row], read_time: ReadTime) -> list[StoredMessage]:
-    """Rows of :data:`MESSAGE_COLUMNS`, newest first as the queries read them, oldest first.
+    """Rows of :data:`MESSAGE_COLUMNS`, read newest first, as messages oldest first.
 
     Positional, in the dataclass's field order: context loads build hundreds per turn.
     """
