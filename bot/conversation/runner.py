@@ -119,7 +119,8 @@ class CommandRunner:
         match command:
             case ModelShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)
-                source = settings.sources.get(SettingKey.MODEL, "default")
+                # The resolver names a source for every key ("default" when none is stored).
+                source = settings.sources[SettingKey.MODEL]
                 return CommandResult("Model", f"`{settings.model}` (set at: {source})")
             case ModelList():
                 settings = await self._settings.effective(ctx.key, ctx.server)
@@ -164,7 +165,7 @@ class CommandRunner:
                         k.value,
                         _show(settings.value(k))
                         + (window if k is SettingKey.CONTEXT_LENGTH else ""),
-                        settings.sources.get(k, "default"),
+                        settings.sources[k],
                     )
                     for k in SettingKey
                 ]
@@ -172,7 +173,7 @@ class CommandRunner:
                 return SettingsView("Settings in force here", rows=rows)
             case ContextShow():
                 settings = await self._settings.effective(ctx.key, ctx.server)
-                source = settings.sources.get(SettingKey.CONTEXT_LENGTH, "default")
+                source = settings.sources[SettingKey.CONTEXT_LENGTH]
                 shown = f"{settings.context_length:,} tokens{await self._window_note(settings)}"
                 return CommandResult("Context window", f"{shown} (set at: {source})")
             case ContextSet(tokens=tokens, scope=scope):

@@ -6,6 +6,7 @@ run found most of them unchecked (a command could answer anything and every test
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,10 @@ import pytest
 from bot.config import BotConfig
 from bot.conversation.commands import (
     CommandContext,
+    ContextShow,
+    Cot,
     Help,
+    ModelList,
     ModelPull,
     ModelSet,
     ModelShow,
@@ -28,13 +32,24 @@ from bot.conversation.commands import (
     SystemSet,
     SystemShow,
     ThinkSet,
+    ToolsList,
     parse_command,
 )
 from bot.conversation.engine import Engine
-from bot.conversation.results import CommandResult, PullView, SettingsView, StatsView
+from bot.conversation.results import (
+    CommandResult,
+    ModelListView,
+    PullView,
+    SettingsView,
+    StatsView,
+    ToolsView,
+)
+from bot.conversation.runner import stop_result
+from bot.conversation.stopping import StopReport
 from bot.errors import InputRejected
+from bot.model.port import short_host
 from bot.store.port import Scope, ScopeKind
-from bot.turn import Author
+from bot.turn import Author, SessionKey
 from tests.conversation.test_engine import KEY, MOD, make_config, make_engine
 from tests.fakes.fake_ollama import FakeOllama
 
@@ -88,6 +103,9 @@ async def test_show_and_set_commands_answer_in_so_many_words(engine: Engine) -> 
     assert (await run(MODS, ThinkSet(False))).body == "This channel now uses off."
     assert (await run(MODS, SystemSet("Be kind."))).body == "This channel now uses `Be kind.`."
     assert (await run(MODS, SystemShow())).body == "Be kind."
+    # A value is shown whole up to 79 characters, cut from 80.
+    assert (await run(MODS, SystemSet("p" * 79))).body == f"This channel now uses `{'p' * 79}`."
+    assert (await run(MODS, SystemSet("p" * 80))).body == f"This channel now uses `{'p' * 77}...`."
     assert said(await run(MODS, SystemClear())) == (
         "`system_prompt` cleared",
         "This channel uses the inherited value.",
@@ -119,9 +137,29 @@ async def test_conversation_commands_answer_in_so_many_words(engine: Engine) -> 
     stats = await engine.execute(MODS, Stats())
     assert isinstance(stats, StatsView)
     assert stats.title == "Statistics for this channel"
-    reset = await engine.execute(MODS, Reset())
-    assert (reset.title, reset.ok, reset.ephemeral) == ("Conversation reset", True, False)
-    assert reset.body.startswith("The bot starts afresh in this channel")
+    assert said(await engine.execute(MODS, Reset())) == (
+        "Conversation reset",
+        "The bot starts afresh in this channel, its reply chains and threads included: the "
+        "next message carries no earlier one.",
+        True,
+        False,
+    )
+    in_thread = CommandContext(SessionKey(KEY.platform, KEY.room, "t1"), None, MOD)
+    assert (await engine.execute(in_thread, Reset())).body == (
+        "The bot starts afresh in this thread: the next message carries no earlier one."
+    )
+    assert said(await engine.execute(MODS, Cot("17 * 23?"))) == (
+        "Chain of thought",
+        "A chain of thought is answered as a reply in the conversation.",
+        False,
+        True,
+    )
+    assert said(await engine.execute(MODS, ContextShow())) == (
+        "Context window",
+        "8,192 tokens (set at: default)",
+        True,
+        False,
+    )
     assert said(await engine.execute(MODS, Stop())) == (
         "Nothing to stop",
         "No reply is being written or waiting here.",
@@ -183,6 +221,14 @@ async def test_pull_answers_a_refusal_and_a_failure_in_so_many_words(
         "Pulling downloads gigabytes onto the bot's machine. Nothing was pulled.",
         False,
     )
+    [entry] = await engine.store.audit_log()
+    assert (entry.scope, entry.key, entry.old_value, entry.new_value, entry.allowed) == (
+        Scope(KEY.platform, ScopeKind.ROOM, KEY.room),
+        "pull",
+        None,
+        "mistral",
+        False,
+    )
     fake_ollama.pullable = {"mistral"}
     view = await engine.execute(MODS, ModelPull("nonesuch"))
     assert isinstance(view, PullView)
@@ -191,3 +237,82 @@ async def test_pull_answers_a_refusal_and_a_failure_in_so_many_words(
     statuses = [step.status async for step in view.progress]
     assert statuses[-1].startswith("error: ")
     assert "does not exist" in statuses[-1]
+
+    # A host the bot does not know is refused before anything is downloaded.
+    fake_ollama.pullable = None
+    elsewhere = await engine.execute(MODS, ModelPull("mistral", ("gpu9",)))
+    assert isinstance(elsewhere, PullView)
+    assert elsewhere.progress is not None
+    assert [step.status async for step in elsewhere.progress] == [
+        f"error: 'gpu9' is not one of the hosts. Hosts: {short_host(fake_ollama.url)}."
+    ]
+    assert "mistral:latest" not in fake_ollama.models
+
+
+@pytest.mark.parametrize(
+    ("report", "answer"),
+    [
+        (StopReport(1, 0), ("Stopped 1 reply", "What was written so far is kept.", True, False)),
+        (StopReport(2, 1), ("Stopped 2 replies", "What was written so far is kept.", True, False)),
+        (
+            StopReport(0, 1),
+            (
+                "Not yours to stop",
+                "Only the replies you asked for can be stopped here, unless you are a moderator "
+                "of this place.",
+                False,
+                True,
+            ),
+        ),
+        (
+            StopReport(0, 0),
+            ("Nothing to stop", "No reply is being written or waiting here.", True, False),
+        ),
+    ],
+)
+def test_stop_says_how_many_replies_it_stopped_or_why_none(
+    report: StopReport, answer: tuple[str, str, bool, bool]
+) -> None:
+    assert said(stop_result(report)) == answer
+
+
+async def test_model_list_shows_the_installed_models_the_current_one_and_the_host(
+    engine: Engine, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model("qwen3")
+    view = await engine.execute(MODS, ModelList())
+    assert isinstance(view, ModelListView)
+    assert (view.title, view.current, view.ok, view.ephemeral) == (
+        "Installed models",
+        "llama3.2",
+        True,
+        False,
+    )
+    assert sorted(m.name for m in view.models) == ["llama3.2:latest", "qwen3:latest"]
+    assert [(h.url, h.up, sorted(h.models)) for h in view.hosts] == [
+        (fake_ollama.url, True, ["llama3.2:latest", "qwen3:latest"])
+    ]
+
+
+async def test_tools_list_is_answered_by_the_tool_rules(engine: Engine) -> None:
+    view = await engine.execute(MODS, ToolsList())
+    assert isinstance(view, ToolsView)
+    assert view.title == "Tools here"
+    assert ("calculate", True) in [(row.name, row.allowed) for row in view.rows]
+
+
+async def test_a_failed_command_and_a_refusal_are_logged_for_the_operator(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = CommandContext(KEY, None, ALICE)
+    with caplog.at_level(logging.INFO, logger="bot.conversation.runner"):
+        failed = await engine.execute(MODS, ModelSet("nope"))
+        await engine.execute(alice, ModeSet("creative"))
+    failure, refusal = [r for r in caplog.records if r.name == "bot.conversation.runner"]
+    assert (failure.levelname, failure.getMessage()) == ("INFO", "command failed")
+    said_to_user = "Model 'nope' is not installed. Installed models: llama3.2:latest."
+    assert failed.body == said_to_user
+    assert (failure.__dict__["command"], failure.__dict__["detail"]) == ("ModelSet", said_to_user)
+    assert (refusal.levelname, refusal.getMessage()) == ("WARNING", "refused a non-moderator")
+    logged = tuple(refusal.__dict__[field] for field in ("actor", "key", "scope"))
+    assert logged == ("u-alice", "mode", "test:room:room-1")
