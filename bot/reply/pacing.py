@@ -75,7 +75,9 @@ class TokenBucketPacer:
         first_borrow: Tokens :meth:`acquire_first` may borrow ahead of the refill when the
             bucket is empty (the platform's window allows more than the smoothed burst: Discord
             about 5 per 5 s); the edits that follow wait until the debt is paid back. A 429 or
-            headers saying nothing remains still block everything.
+            headers saying nothing remains still block everything, and once headers told how
+            many operations the window has left, no grant goes beyond them before its reset
+            (operations granted together are sent before any answer can say so).
         clock: Monotonic time source.
         sleep: How to wait.
     """
@@ -106,6 +108,7 @@ class TokenBucketPacer:
         self._last_penalty = -math.inf
         self._reset_at: float | None = None
         self._reset_tokens = 0
+        self._window_left = 0  # operations the platform's window has left (while _reset_at)
         # asyncio.Lock wakes waiters in arrival order, which makes the pacer FIFO-fair: only
         # the head waiter sleeps for the next token, the others queue behind it.
         self._lock = asyncio.Lock()
@@ -146,6 +149,7 @@ class TokenBucketPacer:
                     await self._no_first.wait()
                 else:
                     self._tokens = max(0.0, self._tokens - 1.0)
+                    self._window_left -= 1
                     return
 
     async def acquire_first(self) -> None:
@@ -166,6 +170,7 @@ class TokenBucketPacer:
                     if wait <= 0:
                         # Borrowed tokens are paid back by the edits, which wait for the refill.
                         self._tokens -= 1.0
+                        self._window_left -= 1
                         return
                     await self._sleep(wait)
         finally:
@@ -215,6 +220,7 @@ class TokenBucketPacer:
             self._blocked_until = max(self._blocked_until, reset_at)
         self._reset_at = reset_at
         self._reset_tokens = max(0, limit)
+        self._window_left = max(0, remaining)
 
     def _refill(self, now: float) -> None:
         if now - self._last_penalty >= self._recover_after and (
@@ -233,6 +239,8 @@ class TokenBucketPacer:
     def _wait_time(self, now: float, borrow: int = 0) -> float:
         if now < self._blocked_until:
             return self._blocked_until - now
+        if self._reset_at is not None and self._window_left <= 0:
+            return self._reset_at - now  # the window is used up: only its reset gives more
         if self._tokens >= 1.0 - borrow - _EPSILON:
             return 0.0
         return (1.0 - borrow - self._tokens) / self._rate

@@ -325,11 +325,13 @@ class ReplyStreamer:
                 if self._finishing:
                     return
                 continue
-            if self._sends:
+            if self._sends and not self._finishing:
                 await self._pacer.acquire()
             else:
                 # The reply's first message goes before the edits waiting in the destination:
                 # nothing is visible yet, while the other replies' edits can wait a little.
+                # So do its final operations: they are its last, and what they show (the end
+                # of the text, the footer) should not wait a round behind replies still going.
                 await acquire_first(self._pacer)
             operation = self._next_operation()  # the newest text, after the wait
             if operation is None:

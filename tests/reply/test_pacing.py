@@ -307,6 +307,41 @@ async def test_first_messages_borrow_ahead_of_the_pacing_and_the_edits_pay_it_ba
     assert await grant_times(pacer, clock, 1) == [pytest.approx(4.0)]  # the debt, then an edit
 
 
+async def first_times(pacer: TokenBucketPacer, clock: FakeClock, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        await pacer.acquire_first()
+        times.append(clock.now - 1000.0)
+    return times
+
+
+async def test_borrowing_stops_at_what_the_platform_window_has_left() -> None:
+    """Issue 10, point 8: first messages granted together are sent before any answer says the
+    window is used up, so the headers' remaining count, not the borrowing, is the limit."""
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    pacer.update_from_headers(limit=5, remaining=2, reset_after=3.0)
+    # Two left in this window: the third waits for its reset, not for the 1/s refill.
+    assert await first_times(pacer, clock, 3) == [0.0, 0.0, pytest.approx(3.0)]
+
+
+async def test_an_edit_counts_against_the_window_left_too() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    pacer.update_from_headers(limit=5, remaining=2, reset_after=3.0)
+    await pacer.acquire()
+    assert await first_times(pacer, clock, 2) == [0.0, pytest.approx(3.0)]
+
+
+async def test_after_the_window_resets_borrowing_is_bounded_by_the_borrow_again() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    pacer.update_from_headers(limit=5, remaining=0, reset_after=2.0)
+    # Blocked until the reset; then a fresh window nobody has reported on: the token and the
+    # three the first messages may borrow, then the refill.
+    assert await first_times(pacer, clock, 5) == [pytest.approx(t) for t in (2, 2, 2, 2, 3)]
+
+
 # --- more exact edges (mutation testing of pacing.py found these unchecked) ---------------------
 
 
