@@ -6,12 +6,16 @@ consecutive slices of the reply (put together they give the reply back, exactly)
 and suffix are synthetic fence lines, so that a cut inside a fenced code block closes the block
 at the end of one message and reopens it, with the same info string, at the start of the next.
 
-Cuts are made, in order of preference, after a blank line (a paragraph boundary), after any
-line, after the whitespace between two words, and only when a single word is longer than a
-message, inside that word. Within a kind the latest place wins, and a better kind is only taken
-when it fills at least half the message (a paragraph break near the top would waste a message).
-A cut never leaves a part of nothing but whitespace when another choice exists, and never makes
-a fence line out of text that was not one (a cut starts a new line in the next message).
+A reply takes the fewest messages the splitting rules allow: each cut is the latest one that
+keeps them, which is what makes the count the smallest (a later cut never leaves more text for
+the messages after it). The rules: a cut is made at the start of a line, or after the whitespace
+between two words, and inside a word only when no such place exists (a single word longer than a
+message); a line inside a code block is not broken between its words when a line of that code
+block can end the message at least half full (copied code keeps its lines); a cut never leaves a
+part of nothing but whitespace when another choice exists, and never makes a fence line out of
+text that was not one (a cut starts a new line in the next message). Paragraph and line breaks
+are therefore taken only when they are the latest place: a nicer break earlier in the message
+would be paid for, sooner or later, with one more message.
 
 Streaming needs the same cuts made incrementally: :func:`next_cut` decides one part at a time and
 only looks at a window of ``max_chars + 1`` characters after the part's start, so a part frozen
@@ -243,9 +247,9 @@ def _choose(
 ) -> tuple[int, Fence | None]:
     """Pick where to cut ``window`` (a cut at offset o keeps ``window[:o]``, 0 < o < len).
 
-    The policy (see the module docstring) takes the latest acceptable cut of the best kind; the
-    search walks backwards from the end of the window through the cuts of one kind at a time and
-    stops at the first that is acceptable, so a typical cut looks at a few places, not all.
+    The policy (see the module docstring) takes the latest cut that keeps the rules; the search
+    walks backwards from the end of the window through the cuts of one kind at a time and stops
+    at the first that is acceptable, so a typical cut looks at a few places, not all.
     """
     lines = _Window.scan(window, carried)
     last = min(len(window) - 1, max_chars - prefix_len)  # no later cut can fit
@@ -259,25 +263,25 @@ def _choose(
         suffix = 0 if state is None else len(state.closer) + (0 if ends_line else 1)
         return prefix_len + offset + suffix <= max_chars
 
-    def line_cut(paragraph: bool, lowest: int) -> tuple[int, Fence | None] | None:
+    def line_cut(lowest: int) -> tuple[int, Fence | None] | None:
         for index in range(len(lines.starts) - 1, 0, -1):
             offset = lines.starts[index]
             if offset < lowest:
                 break
-            if offset <= last and lines.blank_before[index] is paragraph:
+            if offset <= last:
                 state = lines.states[index]
                 if fits(offset, state):
                     return offset, state
         return None
 
-    def word_cut(lowest: int) -> tuple[int, Fence | None] | None:
+    def word_cut(lowest: int, in_code: bool) -> tuple[int, Fence | None] | None:
         # A word cut is after a blank and before a character that is neither blank nor newline.
         blank = max(window.rfind(" ", 0, last), window.rfind("\t", 0, last))
         while blank >= 0 and blank + 1 >= lowest:
             offset = blank + 1
             if window[offset] not in " \t\n":
                 kind, state = lines.classify(offset)
-                if kind == _WORD and fits(offset, state):
+                if kind == _WORD and (state is not None) is in_code and fits(offset, state):
                     return offset, state
             blank = max(window.rfind(" ", 0, blank), window.rfind("\t", 0, blank))
         return None
@@ -295,25 +299,18 @@ def _choose(
             offset -= 1
         return None
 
-    def best_of_kind(kind: int, lowest: int) -> tuple[int, Fence | None] | None:
-        if kind == _WORD:
-            return word_cut(lowest)
-        return line_cut(kind == _PARAGRAPH, lowest)
-
-    # A better kind wins only if it fills at least half the message...
-    for kind in (_PARAGRAPH, _LINE, _WORD):
-        found = best_of_kind(kind, max(inked, min_fill))
-        if found is not None:
-            return found
-    # ...else the latest of them, however short; then a hard cut; then an unsafe one (it changes
-    # which text parses as a fence line, see _Window); then anything that fits, even blank.
-    latest = [
-        found
-        for kind in (_PARAGRAPH, _LINE, _WORD)
-        if (found := best_of_kind(kind, inked)) is not None
-    ]
+    # The latest line start, or word cut outside code; inside a code block the words of a line
+    # are only cut apart when no line end fills half the message.
+    line = line_cut(inked)
+    latest = [found for found in (line, word_cut(inked, in_code=False)) if found is not None]
+    if line is None or line[0] < min_fill:
+        code = word_cut(max(inked, line[0] + 1 if line else 0), in_code=True)
+        if code is not None:
+            latest.append(code)
     if latest:
         return max(latest, key=lambda cut: cut[0])
+    # Then a hard cut; then an unsafe one (it changes which text parses as a fence line, see
+    # _Window); then anything that fits, even blank.
     for kinds, lowest in (((_HARD,), inked), ((_UNSAFE,), inked), (_ALL, 1)):
         found = any_cut(kinds, lowest)
         if found is not None:

@@ -76,20 +76,24 @@ def test_short_reply_is_one_part_unchanged() -> None:
     assert split_reply("", 2000) == []
 
 
-def test_reply_over_limit_is_cut_after_a_paragraph_first() -> None:
+def test_reply_over_limit_is_cut_at_the_latest_line_start_not_an_earlier_paragraph() -> None:
     text = "a" * 60 + "\n\n" + "b" * 30 + "\n" + "c" * 30
     parts = split_reply(text, 100)
-    assert [p.body for p in parts] == ["a" * 60 + "\n\n", "b" * 30 + "\n" + "c" * 30]
+    assert [p.body for p in parts] == ["a" * 60 + "\n\n" + "b" * 30 + "\n", "c" * 30]
 
 
-def test_reply_without_paragraphs_is_cut_after_a_line_then_a_word() -> None:
+def test_prose_is_cut_at_the_latest_word_and_code_at_the_latest_line() -> None:
     lines = "first line here\n" * 5
     parts = split_reply(lines + "x" * 30, 60)
-    assert all(p.body.endswith("\n") for p in parts[:-1])
+    assert [p.body for p in parts] == [lines[:48] + "first line ", "here\n" + lines[:16] + "x" * 30]
     words = "alpha beta gamma " * 10
     parts = split_reply(words, 40)
-    assert all(p.body.endswith(" ") for p in parts[:-1])
+    assert all(p.body.endswith(" ") and len(p.body) > 40 - len("gamma ") for p in parts[:-1])
     assert unsplit(parts) == words
+    code = "```\n" + lines + "```\n"
+    parts = split_reply(code, 60)
+    assert [p.body for p in parts] == ["```\n" + lines[:48], lines[:32] + "```\n"]
+    assert all(p.text.count("first line here\n") == p.body.count("first line here") for p in parts)
 
 
 def test_single_word_longer_than_a_message_is_hard_cut() -> None:
@@ -305,7 +309,17 @@ _PARAGRAPH, _LINE, _WORD, _HARD, _UNSAFE = range(5)
 def _reference_choose(
     window: str, carried: Fence | None, prefix_len: int, max_chars: int
 ) -> tuple[int, Fence | None]:
-    """The original chooser (classifies every offset of the window), kept as an oracle."""
+    """The chooser written plainly (classifies every offset of the window), kept as an oracle."""
+    allowed = _allowed(window, carried, prefix_len, max_chars)
+    if allowed:
+        return _latest(allowed)
+    return 1, fence_state(window[:1], carried)
+
+
+def _allowed(
+    window: str, carried: Fence | None, prefix_len: int, max_chars: int
+) -> list[_Candidate]:
+    """Every cut of the window that keeps the splitting rules (the chooser takes the latest)."""
     candidates = list(_reference_candidates(window, carried))
 
     def fits(c: _Candidate) -> bool:
@@ -317,17 +331,20 @@ def _reference_choose(
     first_ink = len(window) - len(window.lstrip())
     inked = [c for c in fitting if c.offset > first_ink]
     min_fill = (max_chars - prefix_len) // 2
-    for kind in (_PARAGRAPH, _LINE, _WORD):
-        best = [c for c in inked if c.kind == kind and c.offset >= min_fill]
-        if best:
-            return _latest(best)
-    for kinds in ((_PARAGRAPH, _LINE, _WORD), (_HARD,), (_UNSAFE,)):
-        best = [c for c in inked if c.kind in kinds]
-        if best:
-            return _latest(best)
-    if fitting:
-        return _latest(fitting)
-    return 1, fence_state(window[:1], carried)
+    # A line start, a word cut outside code, or a word cut inside code when no line start fills
+    # half the message.
+    line_starts = [c for c in inked if c.kind in (_PARAGRAPH, _LINE)]
+    soft = [*line_starts, *(c for c in inked if c.kind == _WORD and c.state is None)]
+    if not any(c.offset >= min_fill for c in line_starts):
+        soft += [c for c in inked if c.kind == _WORD and c.state is not None]
+    for allowed in (
+        soft,
+        [c for c in inked if c.kind == _HARD],
+        [c for c in inked if c.kind == _UNSAFE],
+    ):
+        if allowed:
+            return allowed
+    return fitting
 
 
 def _latest(candidates: Iterable[_Candidate]) -> tuple[int, Fence | None]:
@@ -394,6 +411,80 @@ def test_cut_chooser_picks_what_the_original_chooser_picked(
         return
     expected = _reference_choose(window, fence, prefix_len, max_chars)
     assert _choose(window, fence, prefix_len, max_chars) == expected
+
+
+# --- the fewest messages ------------------------------------------------------------------------
+
+
+def _fewest_parts(text: str, max_chars: int, reserve: int) -> int:
+    """The fewest messages any sequence of rule-keeping cuts gives (a search over all of them)."""
+    if not text:
+        return 0
+    frontier: dict[tuple[int, Fence | None], None] = {(0, None): None}
+    parts = 0
+    while frontier:
+        parts += 1
+        following: dict[tuple[int, Fence | None], None] = {}
+        for start, fence in frontier:
+            carried = reopen(fence, max_chars)
+            prefix = len(carried.opener) + 1 if carried is not None else 0
+            rest = text[start:]
+            closer = len(closing_suffix_of(rest, carried))
+            if prefix + len(rest) + closer <= max_chars - reserve:
+                return parts  # the rest is the last message
+            window = rest[: max_chars - prefix + 1]
+            for cut in _allowed(window, carried, prefix, max_chars):
+                following[(start + cut.offset, reopen(cut.state, max_chars))] = None
+        frontier = following
+    raise AssertionError("no split")
+
+
+def closing_suffix_of(body: str, carried: Fence | None) -> str:
+    return next_cut(body, 0, 10**6, fence=carried, more_coming=False).part.suffix  # type: ignore[union-attr]
+
+
+_prose = st.lists(
+    st.one_of(
+        st.text(alphabet="abcdefghij.,", min_size=1, max_size=15),
+        st.sampled_from([" ", " ", "\n", "\n\n", "  ", "\t"]),
+        st.integers(15, 60).map(lambda n: "w" * n),  # sometimes longer than a message
+    ),
+    max_size=100,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_prose, max_chars=st.integers(MIN_MAX_CHARS, 150), share=st.floats(0, 1))
+# A paragraph break that fills half the message used to win over a later word: three messages.
+@example(text="abc a ab\n\nab abcd abcd abcd\n\nabc", max_chars=20, share=0.0)
+def test_a_reply_takes_the_fewest_messages_the_rules_allow(
+    text: str, max_chars: int, share: float
+) -> None:
+    """Issue 10, point 8: no other rule-keeping split of the text has fewer messages."""
+    reserve = int(share * max_reserve(max_chars))
+    fewest = _fewest_parts(text, max_chars, reserve)
+    assert len(split_reply(text, max_chars, reserve=reserve)) == fewest
+
+
+def answer_of_5856_characters() -> str:
+    """Prose in paragraphs of six sentences, like a model's long answer."""
+    sentences = [f"Sentence {i} of the answer explains one more detail." for i in range(120)]
+    paragraphs = [" ".join(sentences[i : i + 6]) for i in range(0, 120, 6)]
+    answer = "\n\n".join(paragraphs)[:5856]
+    assert len(answer) == 5856
+    assert answer.endswith("Sentence 112")
+    return answer
+
+
+def test_a_5856_character_answer_takes_three_messages_not_four() -> None:
+    """The case from the Discord bench: the paragraph-first cuts took four (the last of 224)."""
+    answer = answer_of_5856_characters()
+    parts = split_reply(answer, 2000, reserve=60)
+    assert len(parts) == 3
+    assert [len(p.body) for p in parts] == [1998, 2000, 1858]
+    assert all(p.body.endswith(" ") for p in parts[:-1])  # between two words, never inside one
+    assert unsplit(parts) == answer
+    assert _fewest_parts(answer, 2000, 60) == 3
 
 
 # --- exact cuts at the edges (mutation testing of splitting.py found these unchecked) ----------
