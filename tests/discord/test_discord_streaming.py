@@ -10,6 +10,7 @@ from tests.discord.conftest import World, discord_config
 from tests.discord.helpers import finished_reply, reassemble, without_footer
 from tests.fakes.fake_discord import ChannelLimiter
 from tests.fakes.fake_ollama import FakeOllama, Reply
+from tests.reply.test_splitting import answer_of_5856_characters
 
 
 def chunks(text: str, size: int = 40) -> list[str]:
@@ -45,6 +46,22 @@ async def test_long_answer_with_code_block_arrives_as_fenced_messages_equal_to_t
     texts = [m.content for m in messages]
     texts[-1] = without_footer(texts[-1])
     assert reassemble(texts, answer) == len(answer)
+
+
+async def test_a_5856_character_answer_arrives_in_three_messages_not_four(
+    world: World, bot: DiscordBot, fake_ollama: FakeOllama
+) -> None:
+    """Issue 10, point 8: the fewest messages the splitting rules allow (it used to take four,
+    the last with 224 characters)."""
+    answer = answer_of_5856_characters()
+    fake_ollama.script(Reply(tokens=chunks(answer, 7)))
+    await mention(world, "write it")
+    messages = await finished_reply(world.fake, world.general.id, within=20)
+    texts = [m.content for m in messages]
+    assert len(texts) == 3
+    assert all(len(text) <= 2000 for text in texts)
+    texts[-1] = without_footer(texts[-1])
+    assert "".join(texts) == answer
 
 
 async def test_everyone_in_model_output_is_not_a_mention(
