@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -25,28 +24,16 @@ from bot.model.port import ChatRequest
 from bot.model.retry import RetryPolicy, is_retryable
 from bot.types import Message, Outcome, Response, Role, StreamChunk, ToolCall
 from tests.fakes.fake_ollama import FakeOllama, Reply
+from tests.model.conftest import Leaks
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.005, jitter=0.0)
 SHORT = Timeouts(first_token=5.0, between_tokens=5.0, total=20.0)
 
 
 @pytest.fixture(autouse=True)
-async def no_rescue_by_the_garbage_collector() -> AsyncIterator[None]:
-    """A stream dropped without ``aclose()`` stays open here, as a leak would in production.
-
-    asyncio closes an async generator that is garbage-collected, a few loop turns later, so a
-    stream the code forgot to close looks closed to the fake's counter. With the finalizer
-    hook replaced, only an explicit close counts; the leaked ones are closed after the test.
-    """
-    firstiter, finalizer = sys.get_asyncgen_hooks()
-    leaked: list[Any] = []
-    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=leaked.append)
-    try:
-        yield
-    finally:
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
-        for agen in leaked:
-            await agen.aclose()
+def no_stream_of_ours_left_to_the_garbage_collector(leaks: Leaks) -> Iterator[None]:
+    yield
+    assert leaks.ours() == []
 
 
 @pytest.fixture
