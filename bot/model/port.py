@@ -140,7 +140,9 @@ class ChatModel(Protocol):
 class ResponseCacheLike(Protocol):
     """A cache of whole replies (``bot.model.cache.ResponseCache`` implements it).
 
-    ``get`` returns ``None`` for requests it does not cache (e.g. sampled ones).
+    ``get`` returns the stored reply marked ``cached=True``, or ``None`` (also for requests it
+    does not cache, e.g. sampled ones). ``put`` is offered every reply that ended and keeps only
+    the complete ones that used no tools.
     """
 
     def get(self, request: ChatRequest) -> Response | None: ...

@@ -148,12 +148,11 @@ class ResponseStream:
             await waiter
         if self._finished.is_set():
             return
+        # Another task's __anext__ waits for the end while this one closes the generator (whose
+        # ``finally`` clears ``_inside``).
         self._inside = asyncio.current_task()
-        try:
-            await self._chunks.aclose()
-        finally:
-            self._inside = None
-        self._finish(Outcome.STOPPED)
+        await self._chunks.aclose()
+        self._finish(Outcome.STOPPED)  # a stream never iterated (else the generator did it)
         self._finished.set()
 
     async def __aenter__(self) -> ResponseStream:
@@ -184,12 +183,12 @@ class ResponseStream:
             cache = self._cache
             cached = cache.get(self._request) if cache is not None else None
             if cached is not None:
-                self._first_at = self._clock()
                 self._finish_cached(cached)
                 self._inside = None
                 self._idle()
+                # The last chunk: when the consumer asks for more the generator just ends, with no
+                # await on the way, so there is no task inside to track any more.
                 yield StreamChunk(content=cached.content, thinking=cached.thinking, done=True)
-                self._inside = current_task()
                 return
             runner = self._tool_runner
             messages: list[Message] = list(self._request.messages)
@@ -264,14 +263,12 @@ class ResponseStream:
             self._finish(Outcome.LENGTH if self._done_reason == "length" else Outcome.COMPLETE)
             self._inside = None
             self._idle()
-            yield StreamChunk(done=True)
-            self._inside = current_task()
+            yield StreamChunk(done=True)  # the last chunk (as for a cache hit)
         except _Stopped:
             self._finish(Outcome.STOPPED)
             self._inside = None
             self._idle()
             yield StreamChunk(done=True)
-            self._inside = current_task()
         except OllabotError as err:
             if not self._shown:
                 self._error = err
@@ -282,7 +279,6 @@ class ResponseStream:
             self._inside = None
             self._idle()
             yield StreamChunk(done=True)
-            self._inside = current_task()
         except (GeneratorExit, asyncio.CancelledError):
             self._finish(Outcome.STOPPED)
             raise
@@ -323,8 +319,10 @@ class ResponseStream:
                     delta = dataclasses.replace(delta, tool_calls=tuple(calls))
                 return upstream, delta
             except BaseException:
+                # Every error here came out of the upstream generator (an error line, a lost or
+                # ended stream, a timeout or stop delivered inside its wait), which closed its
+                # HTTP stream on the way out: there is nothing left to close before a retry.
                 watchdog.disarm()
-                await _aclose(upstream)
                 raise
 
         return await self._guarded(self._retry.call(attempt))
@@ -409,17 +407,15 @@ class ResponseStream:
             outcome=outcome,
             error=error,
         )
-        cache = self._cache
-        if cache is not None and outcome is Outcome.COMPLETE and not self._tool_calls:
-            cache.put(self._request, self._response)
+        if self._cache is not None:
+            self._cache.put(self._request, self._response)  # it keeps only what it should
         if self._on_end is not None:
             self._on_end(self._response)
 
     def _finish_cached(self, cached: Response) -> None:
         now = self._clock()
-        self._response = cached.model_copy(
+        self._response = cached.model_copy(  # ``cached=True`` already (ResponseCacheLike.get)
             update={
-                "cached": True,
                 "time_to_first_token": now - self._started,
                 "total_duration": now - self._started,
             }
