@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import bot
+from bot.model.ollama import OllamaChatModel
+from tests.fakes.fake_ollama import FakeOllama
 
 
 class Leaks(list[Any]):
@@ -38,3 +40,17 @@ async def leaks(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Leaks]:
     monkeypatch.undo()
     for agen in leaked:
         await agen.aclose()
+
+
+@pytest.fixture
+def no_leaks(leaks: Leaks) -> Iterator[None]:
+    """Fails the test if a stream of ours was dropped without being closed."""
+    yield
+    assert leaks.ours() == []
+
+
+@pytest.fixture
+async def backend(fake_ollama: FakeOllama) -> AsyncIterator[OllamaChatModel]:
+    """The real Ollama backend (``ollama.AsyncClient``) talking to the fake."""
+    async with OllamaChatModel(fake_ollama.url, connect_timeout=2.0) as model:
+        yield model
