@@ -25,10 +25,12 @@ __all__ = [
     "Clock",
     "FirstPacer",
     "IntervalPacer",
+    "LastPacer",
     "PacerPool",
     "Sleep",
     "TokenBucketPacer",
     "acquire_first",
+    "acquire_last",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,21 @@ async def acquire_first(pacer: Pacer) -> None:
     """A grant for a first message: ahead of waiting edits when the pacer can do that."""
     if isinstance(pacer, FirstPacer):
         await pacer.acquire_first()
+    else:
+        await pacer.acquire()
+
+
+@runtime_checkable
+class LastPacer(Protocol):
+    """A pacer that can let a reply's last operations borrow ahead of the refill."""
+
+    async def acquire_last(self) -> None: ...
+
+
+async def acquire_last(pacer: Pacer) -> None:
+    """A grant for a reply's final operations: in turn, borrowing when the pacer can do that."""
+    if isinstance(pacer, LastPacer):
+        await pacer.acquire_last()
     else:
         await pacer.acquire()
 
@@ -137,18 +154,32 @@ class TokenBucketPacer:
 
     async def acquire(self) -> None:
         """Wait for a token (behind earlier waiters and any :meth:`acquire_first`), take it."""
+        await self._take(borrow=0)
+
+    async def acquire_last(self) -> None:
+        """Like :meth:`acquire`, in turn, but borrowing like :meth:`acquire_first` when it is due.
+
+        For a reply's final operations (the end of its text, its footer): nothing of that reply
+        follows them, and when the channel is done they would otherwise wait, one a second,
+        for tokens nobody else needs. The window's remaining count still bounds them.
+        """
+        await self._take(borrow=self._first_borrow)
+
+    async def _take(self, borrow: int) -> None:
         async with self._lock:
             while True:
                 now = self._clock()
                 self._refill(now)
-                wait = self._wait_time(now)
+                wait = self._wait_time(now, borrow=borrow)
                 if wait > 0:
                     await self._sleep(wait)
                 elif self._first_waiters:
                     # A first message waits: it goes before this edit.
                     await self._no_first.wait()
                 else:
-                    self._tokens = max(0.0, self._tokens - 1.0)
+                    # Without borrowing the bucket holds at least one token here (rounding
+                    # noise aside); with it, the debt is paid back by the refill.
+                    self._tokens = self._tokens - 1.0 if borrow else max(0.0, self._tokens - 1.0)
                     self._window_left -= 1
                     return
 

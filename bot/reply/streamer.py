@@ -21,7 +21,7 @@ from typing import Literal
 
 from bot.errors import OllabotError, RateLimited
 from bot.reply.layout import PLACEHOLDER, THINKING_MARK, ReplyLayout
-from bot.reply.pacing import acquire_first
+from bot.reply.pacing import acquire_first, acquire_last
 from bot.reply.report import Operation, StreamedReply
 from bot.reply.surface import Pacer, ReplyStatus, ReplySurface, is_append_only
 from bot.types import Outcome, StreamChunk
@@ -325,14 +325,16 @@ class ReplyStreamer:
                 if self._finishing:
                     return
                 continue
-            if self._sends and not self._finishing:
-                await self._pacer.acquire()
-            else:
+            if not self._sends:
                 # The reply's first message goes before the edits waiting in the destination:
                 # nothing is visible yet, while the other replies' edits can wait a little.
-                # So do its final operations: they are its last, and what they show (the end
-                # of the text, the footer) should not wait a round behind replies still going.
                 await acquire_first(self._pacer)
+            elif self._finishing:
+                # Its final operations wait their turn, then may borrow: nothing of this reply
+                # follows them, and when the channel is done nobody else needs the tokens.
+                await acquire_last(self._pacer)
+            else:
+                await self._pacer.acquire()
             operation = self._next_operation()  # the newest text, after the wait
             if operation is None:
                 continue

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.reply.pacing import IntervalPacer, PacerPool, TokenBucketPacer
+from bot.reply.pacing import IntervalPacer, PacerPool, TokenBucketPacer, acquire_last
 from bot.reply.streamer import Pacer
 
 
@@ -340,6 +340,61 @@ async def test_after_the_window_resets_borrowing_is_bounded_by_the_borrow_again(
     # Blocked until the reset; then a fresh window nobody has reported on: the token and the
     # three the first messages may borrow, then the refill.
     assert await first_times(pacer, clock, 5) == [pytest.approx(t) for t in (2, 2, 2, 2, 3)]
+
+
+async def test_a_reply_s_last_operations_borrow_like_first_messages_and_edits_pay_back() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=2, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()  # the bucket's token
+    times = []
+    for _ in range(3):  # two borrowed at once, the third when the debt allows it
+        await pacer.acquire_last()
+        times.append(clock.now - 1000.0)
+    assert times == [0.0, 0.0, pytest.approx(1.0)]
+    assert await grant_times(pacer, clock, 1) == [pytest.approx(4.0)]  # an edit: debt paid
+
+
+async def test_a_last_operation_waits_its_turn_behind_the_edits_and_after_first_messages() -> None:
+    clock = ManualClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()  # the bucket is empty: the next token comes at t=1
+    order: list[tuple[str, float]] = []
+
+    async def take(name: str, how: str) -> None:
+        await {"edit": pacer.acquire, "last": pacer.acquire_last, "first": pacer.acquire_first}[
+            how
+        ]()
+        order.append((name, clock.now - 1000.0))
+
+    edit = asyncio.create_task(take("edit", "edit"))
+    await clock.advance(0)
+    last = asyncio.create_task(take("last", "last"))
+    await clock.advance(0)
+    first = asyncio.create_task(take("first", "first"))
+    await clock.advance(0)
+    for _ in range(2):
+        await clock.advance(1.0)
+    await asyncio.gather(edit, last, first)
+    # The first message before both (borrowing: at once); the edit at the refill; the last
+    # operation after the edit ahead of it, and at once (borrowing), not a second later.
+    assert order == [("first", 0.0), ("edit", 2.0), ("last", 2.0)]
+
+
+async def test_last_operations_stop_at_what_the_platform_window_has_left() -> None:
+    clock = FakeClock()
+    pacer = TokenBucketPacer(1.0, 1, first_borrow=3, clock=clock, sleep=clock.sleep)
+    pacer.update_from_headers(limit=5, remaining=1, reset_after=2.5)
+    await pacer.acquire_last()
+    await pacer.acquire_last()
+    assert clock.now - 1000.0 == pytest.approx(2.5)
+
+
+async def test_a_pacer_without_borrowing_gives_a_last_operation_an_ordinary_turn() -> None:
+    clock = FakeClock()
+    pacer = IntervalPacer(0.5, clock=clock, sleep=clock.sleep)
+    await pacer.acquire()
+    await acquire_last(pacer)
+    assert clock.now - 1000.0 == pytest.approx(0.5)
 
 
 # --- more exact edges (mutation testing of pacing.py found these unchecked) ---------------------

@@ -426,39 +426,39 @@ async def test_replies_sharing_a_channel_pacer_take_turns() -> None:
     assert "".join(log[:6]) in {"ababab", "bababa"}
 
 
-async def test_a_finishing_reply_shows_its_end_before_the_edits_waiting_in_the_channel() -> None:
-    """Issue 10, point 8: a reply's last operation is not queued a round behind the others."""
+async def test_a_finishing_reply_takes_its_turn_then_borrows_instead_of_waiting_a_token() -> None:
+    """Issue 10, point 8: a reply's last operations wait their turn, not for the refill."""
     from bot.reply.pacing import TokenBucketPacer
     from tests.reply.test_pacing import ManualClock
 
     clock = ManualClock()
-    pacer = TokenBucketPacer(rate=1.0, burst=1, clock=clock, sleep=clock.sleep)
-    log: list[str] = []
-    a_surface, b_surface = FakeSurface(pacer=pacer), FakeSurface(pacer=pacer)
-    a = ReplyStreamer(
-        a_surface, typing_interval=0, on_operation=lambda op: log.append(f"a {op.kind}")
-    )
-    b = ReplyStreamer(
-        b_surface, typing_interval=0, on_operation=lambda op: log.append(f"b {op.kind}")
-    )
+    pacer = TokenBucketPacer(rate=1.0, burst=1, first_borrow=1, clock=clock, sleep=clock.sleep)
+    log: list[tuple[str, float]] = []
+
+    def record(name: str) -> Callable[[Operation], None]:
+        return lambda op: log.append((f"{name} {op.kind}", clock.now - 1000.0))
+
+    a = ReplyStreamer(FakeSurface(pacer=pacer), typing_interval=0, on_operation=record("a"))
+    b_surface = FakeSurface(pacer=pacer)
+    b = ReplyStreamer(b_surface, typing_interval=0, on_operation=record("b"))
     await a.feed(answer("a0 "))
-    await clock.advance(0)  # a's first message takes the channel's token
     await b.feed(answer("b0 "))
-    await clock.advance(1.0)  # b's first message, one token later
+    await clock.advance(0)  # a's first message takes the token, b's borrows the next one
     await a.feed(answer("a1 "))
-    await clock.advance(0)  # a's edit now waits for the next token
+    await clock.advance(0)  # a's edit waits until the debt is paid: two seconds
     finishing = asyncio.create_task(b.finish(DONE))
     await clock.advance(0)
     await clock.advance(1.0)
-    assert log == ["a send", "b send", "b edit"]  # b's footer took that token
-    assert b_surface.texts == [f"b0 \n{footer_of()}"]
-    await finishing
+    assert log == [("a send", 0.0), ("b send", 0.0)]  # b's footer waits behind a's edit
     await clock.advance(1.0)
+    await finishing
+    # In turn after a's edit, and at once: it borrows rather than waiting a second more.
+    assert log == [("a send", 0.0), ("b send", 0.0), ("a edit", 2.0), ("b edit", 2.0)]
+    assert b_surface.texts == [f"b0 \n{footer_of()}"]
     finished = asyncio.create_task(a.finish(DONE))
     for _ in range(3):
         await clock.advance(1.0)
     await finished
-    assert log == ["a send", "b send", "b edit", "a edit", "a edit"]
 
 
 async def test_error_after_partial_text_is_shown_even_without_a_footer() -> None:
