@@ -531,3 +531,18 @@ def test_only_spaces_and_tabs_make_a_word_cut_whatever_the_letters() -> None:
         "a" * 12 + " ",
         "X" * 20,
     ]
+
+
+def test_a_code_line_end_exactly_half_way_still_keeps_the_next_line_whole() -> None:
+    # 41 characters: half is 20, where the long line of words starts.
+    text = "```\n" + "a" * 15 + "\n" + "b " * 20 + "\n```\n"
+    parts = split_reply(text, 41)
+    assert parts[0].body == "```\n" + "a" * 15 + "\n"  # not a later cut between the b's
+    assert parts[1].body.startswith("b b b")
+
+
+def test_a_continued_code_block_counts_half_a_message_after_its_reopener() -> None:
+    # 44 characters with "```\n" reopened: 40 of room, half is 20; the line end at 22 wins over
+    # a later cut between the words of the next line.
+    window = "a" * 21 + "\n" + ("b " * 20)[:19]
+    assert _choose(window, Fence("", "```", ""), 4, 44) == (22, Fence("", "```", ""))
