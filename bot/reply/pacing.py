@@ -267,7 +267,7 @@ class TokenBucketPacer:
             self._tokens = max(self._tokens, float(min(self._burst, self._reset_tokens)))
             self._reset_at = None
 
-    def _wait_time(self, now: float, borrow: int = 0) -> float:
+    def _wait_time(self, now: float, borrow: int) -> float:
         if now < self._blocked_until:
             return self._blocked_until - now
         if self._reset_at is not None and self._window_left <= 0:
