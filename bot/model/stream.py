@@ -11,7 +11,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Sequence,
+)
 from collections.abc import Generator as SyncGenerator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -220,9 +227,10 @@ class ResponseStream:
                             if delta.thinking:
                                 self._thinking.append(delta.thinking)
                             self._uncounted += 1
+                            # No aclose() can be waiting for idle here: one that found this task
+                            # inside cancelled its wait (for a delta or a timed step), and the
+                            # task goes on to a last chunk, whose _idle() wakes it.
                             self._inside = None
-                            if self._idle_waiter is not None:
-                                self._idle()
                             yield StreamChunk(text, delta.thinking)  # positional: the cheapest call
                             self._inside = current_task()
                         if delta.tool_calls:
@@ -364,25 +372,23 @@ class ResponseStream:
         limit = limits.between_tokens if phase is BETWEEN else limits.first_token
         raise GenerationTimeout(phase, limit) from None
 
-    async def _guarded(self, awaitable: Awaitable[T]) -> T:
+    async def _guarded(self, step: Coroutine[Any, Any, T]) -> T:
         """Await under the total deadline, and stoppable by :meth:`aclose` from another task."""
         try:
-            return await self._timed(awaitable, self._deadline - self._clock())
+            return await self._timed(step, self._deadline - self._clock())
         except TimeoutError:
             if self._stop_requested:
                 raise _Stopped from None
             raise GenerationTimeout("total", self._timeouts.total) from None
 
-    async def _timed(self, awaitable: Awaitable[T], limit: float) -> T:
+    async def _timed(self, step: Coroutine[Any, Any, T], limit: float) -> T:
         if self._stop_requested:
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()  # never awaited: do not leave a "coroutine was never awaited" warning
+            step.close()  # never awaited: do not leave a "coroutine was never awaited" warning
             raise _Stopped
         async with asyncio.timeout(max(limit, 0.0)) as timer:
             self._timers.append(timer)
             try:
-                return await awaitable
+                return await step
             finally:
                 self._timers.remove(timer)
 

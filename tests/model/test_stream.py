@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -311,6 +312,41 @@ async def test_a_second_task_asking_for_a_chunk_waits_for_the_end(
     with pytest.raises(StopAsyncIteration):
         await second
     assert await consumer == [StreamChunk(done=True)]
+
+
+class StopIgnoringTools(Tools):
+    """A runner whose ``add`` ignores being stopped: it answers instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = asyncio.Event()
+
+    async def run(self, call: ToolCall) -> str:
+        self.calls.append(call)
+        self.running.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()  # until stopped
+        return "interrupted"
+
+
+async def test_a_stop_during_a_tool_that_ignores_it_starts_no_further_tool(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(tool_calls=[ADD, ADD]))
+    tools = StopIgnoringTools()
+    stream = make(backend).stream(ask(), tool_runner=tools)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        consumer = asyncio.create_task(chunks_of(stream))
+        await tools.running.wait()
+        await stream.aclose()
+        chunks = await consumer
+
+    assert chunks == [StreamChunk(done=True)]
+    assert (await stream).outcome is Outcome.STOPPED
+    assert len(tools.calls) == 1  # the second call was never started...
+    assert [str(w.message) for w in caught] == []  # ...nor left "never awaited"
+    assert len(fake_ollama.requests) == 1
 
 
 # -- cache and logs -----------------------------------------------------------------------
