@@ -257,6 +257,17 @@ async def test_what_the_model_said_before_each_tool_call_goes_back_with_it(
     ]
 
 
+async def test_four_tool_rounds_by_default_then_a_request_without_tools(
+    backend: OllamaChatModel, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(*[Reply(tool_calls=[ADD])] * 4, Reply.text("Enough."))
+
+    response = await make(backend).stream(ask(), tool_runner=Tools(*["5"] * 4))
+
+    assert response.content == "Enough."
+    assert [bool(r.get("tools")) for r in fake_ollama.requests] == [True] * 4 + [False]
+
+
 @pytest.mark.parametrize(
     ("result", "to_model"),
     [("", "(no output)"), (" \n\t", "(no output)"), ("  5\n", "5")],
