@@ -211,6 +211,29 @@ async def test_a_timeout_before_any_text_names_its_limit(
     assert await fake_ollama.closed_by_client() == 1
 
 
+@pytest.mark.parametrize(
+    ("timeouts", "error"),
+    [
+        (Timeouts(30.0, 30.0, 0.3, 60.0), "The model took too long (between tokens: over 0.3 s)."),
+        (Timeouts(30.0, 30.0, 30.0, 0.4), "The model took too long (total: over 0.4 s)."),
+    ],
+    ids=["gap", "total"],
+)
+async def test_a_limit_still_fires_after_the_watchdog_saw_tokens_flow(
+    backend: OllamaChatModel, fake_ollama: FakeOllama, timeouts: Timeouts, error: str
+) -> None:
+    # Ten tokens while the watchdog checks (it sees progress), then the stream stalls.
+    fake_ollama.script(Reply(tokens=["a "] * 12, token_delay=0.03, hold_after=10))
+
+    async with asyncio.timeout(10):  # a dead watchdog would wait for ever
+        response = await make(backend, timeouts=timeouts).stream(ask())
+
+    assert response.outcome is Outcome.INTERRUPTED
+    assert response.error == error
+    assert response.content in {"a " * n for n in range(1, 11)}  # all ten, unless very slow
+    assert await fake_ollama.closed_by_client() == 1
+
+
 async def test_a_tool_round_that_starts_after_the_total_deadline_ends_the_reply(
     backend: OllamaChatModel, fake_ollama: FakeOllama
 ) -> None:
