@@ -130,7 +130,9 @@ async def test_http_server_that_goes_away_is_reconnected(search: SearchServer) -
 async def test_a_server_that_never_answers_blocks_neither_start_nor_the_others(
     search: SearchServer,
 ) -> None:
-    silent = McpServerSpec(name="silent", command=sys.executable, args=("-c", "input()"))
+    silent = McpServerSpec(
+        name="silent", command=sys.executable, args=("-c", "import sys; sys.stdin.read()")
+    )
     web = McpServerSpec(name="search", url=search.url)
     hub = McpHub([silent, web], connect_timeout=60)
     async with hub:  # start() returns at once, with "silent" still starting
