@@ -29,8 +29,10 @@ from bot.store.postgres_settings import PostgresSettings
 from bot.store.rows import (
     CONTEXT_STATUSES,
     MESSAGE_COLUMNS,
+    NEW_MESSAGE_COLUMNS,
     as_stored,
     encode_refs,
+    new_message_values,
     thread,
     to_cut_replies,
     to_stored_messages,
@@ -117,22 +119,9 @@ class PostgresStore(PostgresSettings):
         async with self.op("append message") as conn:
             return int(
                 await conn.fetchval(
-                    "INSERT INTO messages (session_id, role, content, author_id, author_name,"
-                    " prompt_tokens, eval_tokens, created_at, status, duration, owner_instance,"
-                    " owner_boot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                    " RETURNING id",
-                    session_id,
-                    message.role.value,
-                    message.content,
-                    message.author_id,
-                    message.author_name,
-                    message.prompt_tokens,
-                    message.eval_tokens,
-                    now(),
-                    message.status.value,
-                    message.duration,
-                    self.instance,
-                    self.boot,
+                    f"INSERT INTO messages ({NEW_MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5,"
+                    " $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                    *new_message_values(session_id, message, now(), self.instance, self.boot),
                 )
             )
 

@@ -23,6 +23,7 @@ from bot.store.port import (
     ChannelStats,
     CutReply,
     MessageStatus,
+    NewMessage,
     Scope,
     ScopeKind,
     StoredMessage,
@@ -50,6 +51,8 @@ __all__ = [
     "to_lease_held",
     "to_settings",
     "to_stored_messages",
+    "NEW_MESSAGE_COLUMNS",
+    "new_message_values",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,11 @@ AUDIT_COLUMNS = (
     " allowed, created_at"
 )
 LEASE_COLUMNS = "boot, instance, host, pid, acquired_at"
+# The columns an appended message fills, in the order of new_message_values.
+NEW_MESSAGE_COLUMNS = (
+    "session_id, role, content, author_id, author_name, prompt_tokens, eval_tokens, created_at,"
+    " status, duration, owner_instance, owner_boot"
+)
 # Statuses that count as conversation context: errors and half-streamed leftovers do not.
 CONTEXT_STATUSES = (
     MessageStatus.COMPLETE,
@@ -83,6 +91,30 @@ class Row(Protocol):
     """A row as either driver returns it (a tuple from aiosqlite, an ``asyncpg.Record``)."""
 
     def __getitem__(self, index: int, /) -> Any: ...
+
+
+def new_message_values(
+    session_id: int, message: NewMessage, created_at: object, instance: str, boot: int
+) -> tuple[Any, ...]:
+    """The values of :data:`NEW_MESSAGE_COLUMNS` for ``message``, stamped with its writer.
+
+    ``created_at`` is the driver's own form of the time (SQLite stores text, PostgreSQL a
+    ``timestamptz``).
+    """
+    return (
+        session_id,
+        message.role.value,
+        message.content,
+        message.author_id,
+        message.author_name,
+        message.prompt_tokens,
+        message.eval_tokens,
+        created_at,
+        message.status.value,
+        message.duration,
+        instance,
+        boot,
+    )
 
 
 def as_stored(value: datetime) -> datetime:

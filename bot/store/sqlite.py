@@ -23,7 +23,9 @@ from bot.store.port import CutReply, MessageStatus, NewMessage, StoredMessage
 from bot.store.rows import (
     CONTEXT_STATUSES,
     MESSAGE_COLUMNS,
+    NEW_MESSAGE_COLUMNS,
     encode_refs,
+    new_message_values,
     thread,
     to_cut_replies,
     to_stored_messages,
@@ -160,23 +162,9 @@ class SqliteStore(SqliteSettings):
         async with self._op("append message") as db:
             return await insert(
                 db,
-                "INSERT INTO messages (session_id, role, content, author_id, author_name,"
-                " prompt_tokens, eval_tokens, created_at, status, duration, owner_instance,"
-                " owner_boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session_id,
-                    message.role.value,
-                    message.content,
-                    message.author_id,
-                    message.author_name,
-                    message.prompt_tokens,
-                    message.eval_tokens,
-                    now(),
-                    message.status.value,
-                    message.duration,
-                    self.instance,
-                    self.boot,
-                ),
+                f"INSERT INTO messages ({NEW_MESSAGE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                new_message_values(session_id, message, now(), self.instance, self.boot),
             )
 
     async def update_message(
